@@ -1,0 +1,261 @@
+"""``InMemoryCache``: LangChain's in-memory cache, made thread-safe, O(1) and observable."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.outputs import Generation
+
+from gencache._base import GenCache, check_generations
+from gencache._keys import check_key
+from gencache._policies import Policy, check_maxsize
+from gencache._ttl import Deadlines, Timer, check_timer, check_ttl, default_timer
+from gencache.stats import GIL_ENABLED, CacheStats, Counter
+
+__all__ = ["InMemoryCache"]
+
+_Key = tuple[str, str]
+# Distinct llm_strings are few (one per model configuration); keep at most this many
+# canonical copies so that entries share them instead of each holding its own.
+_MAX_SHARED_LLM_STRINGS = 256
+# Expired entries removed per write, so that no single call pays for a mass expiry.
+_PURGE_PER_WRITE = 16
+
+
+class InMemoryCache(GenCache):
+    """A drop-in for ``langchain_core.caches.InMemoryCache``, safe under threads.
+
+    With the defaults it behaves like LangChain's class: unbounded, or bounded by
+    ``maxsize`` with the oldest entry removed first. It adds an LRU policy, a TTL and
+    statistics, and fixes the original's defects: re-updating a key in a full cache evicts
+    nothing, concurrent threads never raise, and eviction is O(1) whatever ``maxsize``.
+
+    Thread safety: every method may be called from any thread and from coroutines. Writes
+    hold a lock for O(1) work; hits under the default FIFO policy without TTL take no lock
+    on GIL builds (one atomic dict read and one atomic counter increment). LRU and TTL
+    lookups, and every call on free-threaded builds, take the lock. Not process-safe:
+    each process has its own cache.
+
+    A hit returns a new ``list`` holding the cached ``Generation`` objects themselves:
+    changing the list never changes the cache, and the objects are shared, not copied,
+    because copying them would make every hit cost microseconds instead of nanoseconds.
+    Treat them as read-only (LangChain's chat path only replaces a cached message with
+    a zero-cost copy, which is idempotent).
+
+    Costs: ``lookup`` and ``update`` are O(1) plus hashing the two strings; ``clear`` is
+    O(n); ``len()`` and :meth:`stats` are O(1) plus the purge of expired entries.
+
+    Args:
+        maxsize: The maximum number of entries, or ``None`` for no bound.
+        ttl: Seconds an entry stays fresh after it is written, or ``None`` for no expiry.
+        policy: ``"fifo"`` (default, as LangChain) or ``"lru"``.
+        timer: The clock used for TTL, in seconds (``time.monotonic`` by default).
+
+    Raises:
+        TypeError: If an argument has the wrong type (``maxsize=1.5``, ``ttl="10"``).
+        ValueError: If ``maxsize <= 0``, ``ttl`` is not finite and positive, or
+            ``policy`` is unknown.
+    """
+
+    def __init__(
+        self,
+        *,
+        maxsize: int | None = None,
+        ttl: float | None = None,
+        policy: str | Policy = "fifo",
+        timer: Timer = default_timer,
+    ) -> None:
+        self._maxsize = check_maxsize(maxsize)
+        self._ttl = check_ttl(ttl)
+        self._policy = Policy.parse(policy)
+        self._timer = check_timer(timer)
+        self._lock = threading.Lock()
+        self._data: OrderedDict[_Key, list[Generation]] = OrderedDict()
+        self._get = self._data.get
+        self._deadlines: Deadlines[_Key] | None = (
+            None if self._ttl is None else Deadlines(self._ttl)
+        )
+        self._shared_llm_strings: dict[str, str] = {}
+        # Only a FIFO hit without TTL can be served without the lock.
+        self._lock_free_hits = (
+            GIL_ENABLED and self._deadlines is None and not self._policy.refresh_on_use
+        )
+        self._hits = Counter()
+        self._misses = Counter()
+        self._updates = 0
+        self._evictions = 0
+        self._expirations = 0
+
+    @property
+    def maxsize(self) -> int | None:
+        """The maximum number of entries, or ``None``."""
+        return self._maxsize
+
+    @property
+    def ttl(self) -> float | None:
+        """Seconds an entry stays fresh, or ``None``."""
+        return self._ttl
+
+    @property
+    def policy(self) -> Policy:
+        """The replacement policy."""
+        return self._policy
+
+    def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        """Return a new list of the generations cached for the pair, or ``None``.
+
+        Raises:
+            TypeError: If ``prompt`` or ``llm_string`` is not a ``str``.
+        """
+        key = (prompt, llm_string)
+        try:
+            value = self._get(key)
+        except TypeError:  # unhashable part
+            check_key(prompt, llm_string)
+            raise
+        if value is not None and self._lock_free_hits:
+            next(self._hits)
+            return value.copy()
+        return self._lookup_slow(key, value)
+
+    def _lookup_slow(self, key: _Key, value: list[Generation] | None) -> list[Generation] | None:
+        if value is None:
+            check_key(*key)
+            if GIL_ENABLED:
+                next(self._misses)
+                return None
+        with self._lock:
+            value = self._data.get(key)
+            deadlines = self._deadlines
+            if value is not None and deadlines and deadlines.expired(key, self._timer()):
+                self._remove(key)
+                self._expirations += 1
+                value = None
+            if value is None:
+                next(self._misses)
+                return None
+            if self._policy.refresh_on_use:
+                self._data.move_to_end(key)
+            next(self._hits)
+        return value.copy()
+
+    def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        """Cache ``return_val`` for the pair, replacing any previous value.
+
+        A new key in a full cache first drops expired entries, then evicts by policy; a
+        key already present is replaced in place and evicts nothing.
+
+        Raises:
+            TypeError: If ``prompt`` or ``llm_string`` is not a ``str``, or
+                ``return_val`` is not a sequence of ``Generation``.
+        """
+        check_key(prompt, llm_string)
+        value = check_generations(return_val)
+        with self._lock:
+            key = (prompt, self._share(llm_string))
+            data = self._data
+            deadlines = self._deadlines
+            now = 0.0
+            if deadlines is not None:
+                now = self._timer()
+                self._purge(now, _PURGE_PER_WRITE)
+                if deadlines.expired(key, now):  # an expired entry is never "replaced"
+                    self._remove(key)
+                    self._expirations += 1
+            if key in data:
+                data[key] = value
+                if self._policy.refresh_on_use:
+                    data.move_to_end(key)
+            else:
+                if (
+                    self._maxsize is not None
+                    and len(data) >= self._maxsize
+                    # Prefer dropping an expired entry to evicting a live one.
+                    and not self._purge(now, 1)
+                ):
+                    victim, _ = data.popitem(last=False)
+                    if deadlines is not None:
+                        deadlines.discard(victim)
+                    self._evictions += 1
+                data[key] = value
+            if deadlines is not None:
+                deadlines.set(key, now)
+            self._updates += 1
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove every entry. Keyword arguments are accepted and ignored, as in LangChain.
+
+        Statistics are lifetime counters and are not reset.
+        """
+        with self._lock:
+            self._data.clear()
+            self._shared_llm_strings.clear()
+            if self._deadlines is not None:
+                self._deadlines.clear()
+
+    async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        """Async :meth:`lookup`: runs inline, as the work is O(1) and never waits on I/O."""
+        return self.lookup(prompt, llm_string)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        """Async :meth:`update`: runs inline, as the work is O(1) and never waits on I/O."""
+        self.update(prompt, llm_string, return_val)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """Async :meth:`clear`: runs inline."""
+        self.clear(**kwargs)
+
+    def __len__(self) -> int:
+        """Return the number of live (unexpired) entries."""
+        with self._lock:
+            self._purge(self._timer(), None)
+            return len(self._data)
+
+    def stats(self) -> CacheStats:
+        """Return a snapshot of the counters; expired entries are purged first."""
+        with self._lock:
+            self._purge(self._timer(), None)
+            return CacheStats(
+                hits=self._hits.value,
+                misses=self._misses.value,
+                updates=self._updates,
+                evictions=self._evictions,
+                expirations=self._expirations,
+                size=len(self._data),
+                maxsize=self._maxsize,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(maxsize={self._maxsize!r}, ttl={self._ttl!r}, "
+            f"policy={self._policy.value!r})"
+        )
+
+    # -- helpers; the caller holds the lock ---------------------------------------------
+
+    def _share(self, llm_string: str) -> str:
+        shared = self._shared_llm_strings.get(llm_string)
+        if shared is None:
+            if len(self._shared_llm_strings) >= _MAX_SHARED_LLM_STRINGS:
+                return llm_string
+            self._shared_llm_strings[llm_string] = shared = llm_string
+        return shared
+
+    def _remove(self, key: _Key) -> None:
+        self._data.pop(key, None)
+        if self._deadlines is not None:
+            self._deadlines.discard(key)
+
+    def _purge(self, now: float, limit: int | None) -> int:
+        """Remove up to ``limit`` expired entries (all if ``None``); return how many."""
+        if self._deadlines is None:
+            return 0
+        removed = 0
+        for key in self._deadlines.pop_expired(now, limit):
+            del self._data[key]  # data and deadlines always hold the same keys
+            removed += 1
+        self._expirations += removed
+        return removed

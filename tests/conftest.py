@@ -1,0 +1,69 @@
+"""Backends under test: every contract test runs against each backend that supports it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from gencache import GenCache, InMemoryCache
+
+settings.register_profile(
+    "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.load_profile("default")
+
+Factory = Callable[..., GenCache]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to build an empty cache of one backend, and which options it takes."""
+
+    name: str
+    make: Factory
+    features: frozenset[str] = field(default_factory=frozenset)
+
+
+def _memory(**options: Any) -> GenCache:
+    return InMemoryCache(**options)
+
+
+#: Every backend; ``features`` names the optional constructor arguments each takes.
+BACKENDS: list[Backend] = [
+    Backend("memory", _memory, frozenset({"maxsize", "policy", "ttl", "timer"})),
+]
+
+
+def backends_with(*features: str) -> list[Any]:
+    """Parameters for the backends that support every feature named."""
+    return [pytest.param(b, id=b.name) for b in BACKENDS if set(features) <= b.features]
+
+
+@pytest.fixture
+def make_cache(request: pytest.FixtureRequest) -> Iterator[Factory]:
+    """A factory for empty caches of the backend under test; cleared afterwards."""
+    backend: Backend = request.param
+    made: list[GenCache] = []
+
+    def make(**options: Any) -> GenCache:
+        cache = backend.make(**options)
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.clear()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Tests that take ``make_cache`` without their own parametrisation run on every backend.
+    if "make_cache" in metafunc.fixturenames and not any(
+        m.name == "parametrize" and "make_cache" in str(m.args[0])
+        for m in metafunc.definition.iter_markers()
+    ):
+        metafunc.parametrize("make_cache", backends_with(), indirect=True)

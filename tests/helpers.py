@@ -1,0 +1,31 @@
+"""Test helpers shared by every suite: a fake clock and sample generations."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, Generation
+
+
+class FakeClock:
+    """A clock that moves only when told to, so TTL tests never sleep."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def gens(text: str, n: int = 1) -> list[Generation]:
+    """``n`` plain generations whose text starts with ``text``."""
+    return [
+        Generation(text=f"{text}#{i}" if i else text, generation_info={"i": i}) for i in range(n)
+    ]
+
+
+def chat_gens(text: str) -> list[Generation]:
+    """One chat generation with an ``AIMessage``, as chat models return."""
+    return [ChatGeneration(message=AIMessage(content=text, response_metadata={"model": "m"}))]
