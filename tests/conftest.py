@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gencache import GenCache, InMemoryCache
+from gencache import GenCache
+from tests.backends import BACKENDS, Backend, Factory
 
 settings.register_profile(
     "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -17,26 +17,7 @@ settings.register_profile(
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.load_profile("default")
 
-Factory = Callable[..., GenCache]
-
-
-@dataclass(frozen=True)
-class Backend:
-    """How to build an empty cache of one backend, and which options it takes."""
-
-    name: str
-    make: Factory
-    features: frozenset[str] = field(default_factory=frozenset)
-
-
-def _memory(**options: Any) -> GenCache:
-    return InMemoryCache(**options)
-
-
-#: Every backend; ``features`` names the optional constructor arguments each takes.
-BACKENDS: list[Backend] = [
-    Backend("memory", _memory, frozenset({"maxsize", "policy", "ttl", "timer"})),
-]
+__all__ = ["BACKENDS", "Backend", "Factory", "backends_with"]
 
 
 def backends_with(*features: str) -> list[Any]:

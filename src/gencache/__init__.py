@@ -13,9 +13,18 @@ from __future__ import annotations
 
 from gencache._base import GenCache
 from gencache._policies import Policy
+from gencache.errors import BackendError, BackendUnavailableError, GenCacheError
 from gencache.memory import InMemoryCache
 from gencache.stats import CacheStats
 
-__all__ = ["CacheStats", "GenCache", "InMemoryCache", "Policy"]
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "CacheStats",
+    "GenCache",
+    "GenCacheError",
+    "InMemoryCache",
+    "Policy",
+]
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from typing import Any
 
 from langchain_core.outputs import Generation
 
-from gencache._base import GenCache, check_generations
+from gencache._base import _GENERATION_TYPES, GenCache, check_generations
 from gencache._keys import check_key
 from gencache._policies import Policy, check_maxsize
 from gencache._ttl import Deadlines, Timer, check_timer, check_ttl, default_timer
@@ -79,10 +79,9 @@ class InMemoryCache(GenCache):
             None if self._ttl is None else Deadlines(self._ttl)
         )
         self._shared_llm_strings: dict[str, str] = {}
+        self._lru = self._policy.refresh_on_use
         # Only a FIFO hit without TTL can be served without the lock.
-        self._lock_free_hits = (
-            GIL_ENABLED and self._deadlines is None and not self._policy.refresh_on_use
-        )
+        self._lock_free_hits = GIL_ENABLED and self._deadlines is None and not self._lru
         self._hits = Counter()
         self._misses = Counter()
         self._updates = 0
@@ -123,7 +122,8 @@ class InMemoryCache(GenCache):
 
     def _lookup_slow(self, key: _Key, value: list[Generation] | None) -> list[Generation] | None:
         if value is None:
-            check_key(*key)
+            if type(key[0]) is not str or type(key[1]) is not str:
+                check_key(*key)
             if GIL_ENABLED:
                 next(self._misses)
                 return None
@@ -137,7 +137,7 @@ class InMemoryCache(GenCache):
             if value is None:
                 next(self._misses)
                 return None
-            if self._policy.refresh_on_use:
+            if self._lru:
                 self._data.move_to_end(key)
             next(self._hits)
         return value.copy()
@@ -152,22 +152,26 @@ class InMemoryCache(GenCache):
             TypeError: If ``prompt`` or ``llm_string`` is not a ``str``, or
                 ``return_val`` is not a sequence of ``Generation``.
         """
-        check_key(prompt, llm_string)
-        value = check_generations(return_val)
-        with self._lock:
+        if type(prompt) is not str or type(llm_string) is not str:
+            check_key(prompt, llm_string)
+        if type(return_val) is list:  # the common case, checked inline for speed
+            value = return_val.copy()
+            for item in value:
+                if type(item) not in _GENERATION_TYPES:
+                    value = check_generations(return_val)
+                    break
+        else:
+            value = check_generations(return_val)
+        # acquire/release: ~100 ns cheaper than ``with`` on CPython 3.11.
+        self._lock.acquire()
+        try:
             key = (prompt, self._share(llm_string))
             data = self._data
             deadlines = self._deadlines
-            now = 0.0
-            if deadlines is not None:
-                now = self._timer()
-                self._purge(now, _PURGE_PER_WRITE)
-                if deadlines.expired(key, now):  # an expired entry is never "replaced"
-                    self._remove(key)
-                    self._expirations += 1
+            now = 0.0 if deadlines is None else self._expire_before_write(key)
             if key in data:
                 data[key] = value
-                if self._policy.refresh_on_use:
+                if self._lru:
                     data.move_to_end(key)
             else:
                 if (
@@ -184,6 +188,8 @@ class InMemoryCache(GenCache):
             if deadlines is not None:
                 deadlines.set(key, now)
             self._updates += 1
+        finally:
+            self._lock.release()
 
     def clear(self, **kwargs: Any) -> None:
         """Remove every entry. Keyword arguments are accepted and ignored, as in LangChain.
@@ -243,6 +249,15 @@ class InMemoryCache(GenCache):
                 return llm_string
             self._shared_llm_strings[llm_string] = shared = llm_string
         return shared
+
+    def _expire_before_write(self, key: _Key) -> float:
+        """Purge some expired entries, and ``key`` if expired; return the time."""
+        now = self._timer()
+        self._purge(now, _PURGE_PER_WRITE)
+        if self._deadlines is not None and self._deadlines.expired(key, now):
+            self._remove(key)  # an expired entry is never "replaced"
+            self._expirations += 1
+        return now
 
     def _remove(self, key: _Key) -> None:
         self._data.pop(key, None)

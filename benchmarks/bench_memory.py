@@ -1,0 +1,291 @@
+"""gencache.InMemoryCache vs langchain_core.caches.InMemoryCache, side by side.
+
+Run: ``python benchmarks/bench_memory.py [--quick]``. Prints a markdown table of medians
+over interleaved rounds and the ratio ours / LangChain's (below 1 is faster/smaller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.caches import InMemoryCache as LangChainCache
+from langchain_core.language_models import FakeListChatModel
+from langchain_core.outputs import Generation
+
+from _harness import (
+    LLM_STRING,
+    Result,
+    environment,
+    fresh,
+    generation,
+    interleave,
+    per_op_ns,
+    prompt,
+    table,
+)
+from gencache import InMemoryCache
+
+LC, OURS = "LangChain", "gencache"
+Factory = Callable[..., Any]
+CONTENDERS: dict[str, Factory] = {LC: LangChainCache, OURS: InMemoryCache}
+
+
+def bench_lookup(rounds: int, n: int, hit: bool) -> Result:
+    keys = [prompt(i) for i in range(1_000)]
+    value = generation(0)
+    caches = {name: make() for name, make in CONTENDERS.items()}
+    for cache in caches.values():
+        for k in keys:
+            cache.update(k, LLM_STRING, value)
+
+    def runner(cache: Any) -> Callable[[], float]:
+        def run() -> float:
+            base = keys if hit else [k + "?" for k in keys]
+            ps = [fresh(base[i % len(base)]) for i in range(n)]
+            ls = [fresh(LLM_STRING) for _ in range(n)]
+            lookup = cache.lookup
+
+            def loop() -> None:
+                for p, s in zip(ps, ls, strict=True):
+                    lookup(p, s)
+
+            return per_op_ns(loop, n)
+
+        return run
+
+    medians = interleave({name: runner(c) for name, c in caches.items()}, rounds)
+    return Result(f"lookup {'hit' if hit else 'miss'} (fresh equal strings)", "ns", medians)
+
+
+def bench_update(rounds: int, n: int) -> Result:
+    value = generation(0)
+    ps = [prompt(i) for i in range(n)]
+
+    def runner(make: Factory) -> Callable[[], float]:
+        def run() -> float:
+            cache = make()
+            ls = [fresh(LLM_STRING) for _ in range(n)]
+            keys = [fresh(p) for p in ps]
+
+            def loop() -> None:
+                for p, s in zip(keys, ls, strict=True):
+                    cache.update(p, s, value)
+
+            return per_op_ns(loop, n)
+
+        return run
+
+    medians = interleave({name: runner(m) for name, m in CONTENDERS.items()}, rounds)
+    return Result("update, new key, unbounded", "ns", medians)
+
+
+def bench_eviction(maxsize: int, rounds: int, n: int) -> Result:
+    value = generation(0)
+    caches: dict[str, Any] = {}
+    counters: dict[str, int] = {}
+    for name, make in CONTENDERS.items():
+        cache = make(maxsize=maxsize)
+        for i in range(maxsize):
+            cache.update(f"short prompt {i}", "llm", value)
+        caches[name], counters[name] = cache, maxsize
+
+    def runner(name: str) -> Callable[[], float]:
+        def run() -> float:
+            cache, start = caches[name], counters[name]
+            keys = [f"short prompt {i}" for i in range(start, start + n)]
+            counters[name] = start + n
+
+            def loop() -> None:
+                for k in keys:
+                    cache.update(k, "llm", value)
+
+            return per_op_ns(loop, n)
+
+        return run
+
+    medians = interleave({name: runner(name) for name in caches}, rounds)
+    caches.clear()
+    gc.collect()
+    return Result(f"update with eviction, maxsize={maxsize:,}", "ns", medians)
+
+
+def bench_zipf(n: int, maxsize: int = 1_000, universe: int = 20_000) -> list[Result]:
+    rng = random.Random(42)
+    weights = [1 / (k**1.1) for k in range(1, universe + 1)]
+    keys = [prompt(i) for i in range(universe)]
+    requests = rng.choices(range(universe), weights, k=n)
+    value = generation(0)
+    contenders: dict[str, Factory] = {
+        LC: lambda: LangChainCache(maxsize=maxsize),
+        OURS: lambda: InMemoryCache(maxsize=maxsize),
+        f"{OURS} LRU": lambda: InMemoryCache(maxsize=maxsize, policy="lru"),
+    }
+    rate: dict[str, float] = {}
+    speed: dict[str, float] = {}
+    for name, make in contenders.items():
+        cache = make()
+        hits = 0
+        start = time.perf_counter_ns()
+        for i in requests:
+            p = fresh(keys[i])
+            if cache.lookup(p, LLM_STRING) is not None:
+                hits += 1
+            else:
+                cache.update(p, LLM_STRING, value)
+        speed[name] = (time.perf_counter_ns() - start) / n
+        rate[name] = 100 * hits / n
+    note = f"LRU hit rate {rate[f'{OURS} LRU']:.1f} %, {speed[f'{OURS} LRU']:.0f} ns/request"
+    return [
+        Result(
+            f"read-through Zipf(1.1), {universe:,} keys, maxsize {maxsize:,}: hit rate",
+            "%",
+            {LC: rate[LC], OURS: rate[OURS]},
+            note=f"FIFO both; {note}",
+        ),
+        Result("read-through Zipf: time per request", "ns", {LC: speed[LC], OURS: speed[OURS]}),
+    ]
+
+
+def bench_threads(rounds: int, ops: int, threads: int = 4) -> Result:
+    keys = [prompt(i) for i in range(2_000)]
+    value = generation(0)
+    errors: dict[str, int] = dict.fromkeys(CONTENDERS, 0)
+
+    def runner(name: str, make: Factory) -> Callable[[], float]:
+        def run() -> float:
+            cache = make(maxsize=500)
+            barrier = threading.Barrier(threads + 1)
+
+            def work(seed: int) -> None:
+                rng = random.Random(seed)
+                picks = [rng.randrange(len(keys)) for _ in range(ops)]
+                barrier.wait()
+                for i in picks:
+                    try:
+                        if cache.lookup(keys[i], LLM_STRING) is None:
+                            cache.update(keys[i], LLM_STRING, value)
+                    except KeyError:
+                        errors[name] += 1
+
+            pool = [threading.Thread(target=work, args=(s,)) for s in range(threads)]
+            for t in pool:
+                t.start()
+            barrier.wait()
+            start = time.perf_counter_ns()
+            for t in pool:
+                t.join()
+            return (time.perf_counter_ns() - start) / (threads * ops)
+
+        return run
+
+    medians = interleave({n: runner(n, m) for n, m in CONTENDERS.items()}, rounds)
+    note = f"KeyError raised: LangChain {errors[LC]:,}, gencache {errors[OURS]:,}"
+    return Result(f"{threads} threads, read-through, maxsize 500", "ns", medians, note)
+
+
+def bench_asyncio(rounds: int, tasks: int = 1_000, per_task: int = 20) -> Result:
+    keys = [prompt(i) for i in range(500)]
+    value = generation(0)
+
+    def runner(make: Factory) -> Callable[[], float]:
+        async def main() -> None:
+            cache = make(maxsize=250)
+
+            async def task(seed: int) -> None:
+                rng = random.Random(seed)
+                for _ in range(per_task):
+                    k = keys[rng.randrange(len(keys))]
+                    if await cache.alookup(k, LLM_STRING) is None:
+                        await cache.aupdate(k, LLM_STRING, value)
+                    await asyncio.sleep(0)
+
+            await asyncio.gather(*(task(s) for s in range(tasks)))
+
+        def run() -> float:
+            return per_op_ns(lambda: asyncio.run(main()), tasks * per_task)
+
+        return run
+
+    medians = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
+    return Result(f"{tasks:,} asyncio tasks, read-through", "ns", medians)
+
+
+def bench_memory(n: int, chat: bool) -> Result:
+    sizes: dict[str, float] = {}
+    for name, make in CONTENDERS.items():
+        gc.collect()
+        tracemalloc.start()
+        cache = make()
+        for i in range(n):
+            value = generation(i) if chat else [Generation(text=f"{i} " + "x" * 1_000)]
+            cache.update(prompt(i), fresh(LLM_STRING), value)
+        gc.collect()
+        sizes[name] = tracemalloc.get_traced_memory()[0] / n
+        tracemalloc.stop()
+        del cache
+    kind = "ChatGeneration: AIMessage of 1 KB + metadata" if chat else "Generation of 1 KB"
+    return Result(
+        f"memory per entry (500-char prompt, shared 330-char llm_string, {kind})",
+        "B",
+        sizes,
+        note="tracemalloc, everything the cache keeps alive",
+    )
+
+
+def bench_chat_model(rounds: int, n: int) -> Result:
+    def runner(make: Factory) -> Callable[[], float]:
+        model = FakeListChatModel(responses=["cached answer"], cache=make())
+        model.invoke("What is the capital of France?")
+
+        def run() -> float:
+            def loop() -> None:
+                for _ in range(n):
+                    model.invoke("What is the capital of France?")
+
+            return per_op_ns(loop, n)
+
+        return run
+
+    medians = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
+    return Result("chat model `invoke`, cache hit, end to end", "ns", medians)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
+    args = parser.parse_args()
+    q = args.quick
+    rounds = 5 if q else 9
+    results = [
+        bench_lookup(rounds, 50_000, hit=True),
+        bench_lookup(rounds, 50_000, hit=False),
+        bench_update(rounds, 20_000),
+    ]
+    for maxsize in (1_000, 10_000, 100_000) if q else (1_000, 10_000, 100_000, 1_000_000):
+        results.append(bench_eviction(maxsize, 5, 20_000))
+    results += bench_zipf(50_000 if q else 200_000)
+    results.append(bench_threads(rounds, 5_000 if q else 20_000))
+    results.append(bench_asyncio(3 if q else 5))
+    results.append(bench_memory(5_000 if q else 20_000, chat=False))
+    results.append(bench_memory(5_000 if q else 20_000, chat=True))
+    results.append(bench_chat_model(rounds, 1_000 if q else 3_000))
+    print(f"InMemoryCache benchmark — {environment()}\n")
+    print(table(results, LC, OURS))
+    evictions = {r.name: r.values for r in results if r.name.startswith("update with eviction")}
+    if evictions:
+        names = list(evictions)
+        for who in (LC, OURS):
+            growth = evictions[names[-1]][who] / evictions[names[0]][who]
+            print(f"\n{who}: eviction cost grows {growth:.1f}× from {names[0]} to {names[-1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The backends every contract test runs against.
+
+Each backend module here exposes ``BACKEND``: how to build an empty cache and which
+optional constructor arguments it takes. Adding a backend is adding a module and a line
+to ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gencache import GenCache
+
+Factory = Callable[..., GenCache]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to build an empty cache of one backend, and which options it takes."""
+
+    name: str
+    make: Factory
+    features: frozenset[str] = field(default_factory=frozenset)
+
+
+_MODULES = ["memory", "sqlite", "redis"]
+
+
+def _load() -> list[Backend]:
+    found = []
+    for name in _MODULES:
+        try:
+            module = importlib.import_module(f"tests.backends.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tests.backends.{name}":
+                raise
+            continue
+        found.append(module.BACKEND)
+    return found
+
+
+BACKENDS: list[Backend] = _load()
