@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.outputs import Generation
 
 from gencache._base import _GENERATION_TYPES, GenCache, check_generations
+from gencache._index import LLM_STRING, VALUE, Cells, Slot, find, insert, remove
 from gencache._keys import check_key
 from gencache._policies import Policy, check_maxsize
 from gencache._ttl import Deadlines, Timer, check_timer, check_ttl, default_timer
@@ -17,7 +18,6 @@ from gencache.stats import GIL_ENABLED, CacheStats, Counter
 
 __all__ = ["InMemoryCache"]
 
-_Key = tuple[str, str]
 # Distinct llm_strings are few (one per model configuration); keep at most this many
 # canonical copies so that entries share them instead of each holding its own.
 _MAX_SHARED_LLM_STRINGS = 256
@@ -45,8 +45,9 @@ class InMemoryCache(GenCache):
     Treat them as read-only (LangChain's chat path only replaces a cached message with
     a zero-cost copy, which is idempotent).
 
-    Costs: ``lookup`` and ``update`` are O(1) plus hashing the two strings; ``clear`` is
-    O(n); ``len()`` and :meth:`stats` are O(1) plus the purge of expired entries.
+    Costs: ``lookup`` and ``update`` are O(1) plus hashing the prompt (the llm_string is
+    compared, not hashed); ``clear`` is O(n); ``len()`` and :meth:`stats` are O(1) plus
+    the purge of expired entries. Entries with equal llm_strings share one copy.
 
     Args:
         maxsize: The maximum number of entries, or ``None`` for no bound.
@@ -72,16 +73,27 @@ class InMemoryCache(GenCache):
         self._ttl = check_ttl(ttl)
         self._policy = Policy.parse(policy)
         self._timer = check_timer(timer)
-        self._lock = threading.Lock()
-        self._data: OrderedDict[_Key, list[Generation]] = OrderedDict()
-        self._get = self._data.get
-        self._deadlines: Deadlines[_Key] | None = (
-            None if self._ttl is None else Deadlines(self._ttl)
-        )
-        self._shared_llm_strings: dict[str, str] = {}
         self._lru = self._policy.refresh_on_use
+        self._lock = threading.Lock()
+        self._cells: Cells = {}
+        self._get = self._cells.get
+        self._size = 0
+        self._deadlines: Deadlines[int] | None = None
+        # Oldest first. A plain FIFO cache only ever removes its oldest slot, so a deque
+        # suffices; LRU and TTL remove from the middle and need an OrderedDict, keyed by
+        # id(slot) (unique while the queue holds the slot).
+        self._fifo: deque[Slot] | None = None
+        self._queue: OrderedDict[int, Slot] | None = None
+        if self._ttl is None and not self._lru:
+            self._fifo = deque()
+        else:
+            self._queue = OrderedDict()
+        if self._ttl is not None:
+            self._deadlines = Deadlines(self._ttl)
+        self._shared_llm_strings: dict[str, str] = {}
+        self._last_llm_string = ""
         # Only a FIFO hit without TTL can be served without the lock.
-        self._lock_free_hits = GIL_ENABLED and self._deadlines is None and not self._lru
+        self._lock_free_hits = GIL_ENABLED and self._fifo is not None
         self._hits = Counter()
         self._misses = Counter()
         self._updates = 0
@@ -109,44 +121,54 @@ class InMemoryCache(GenCache):
         Raises:
             TypeError: If ``prompt`` or ``llm_string`` is not a ``str``.
         """
-        key = (prompt, llm_string)
         try:
-            value = self._get(key)
-        except TypeError:  # unhashable part
+            slot = self._get(prompt)
+        except TypeError:  # unhashable prompt
             check_key(prompt, llm_string)
             raise
-        if value is not None and self._lock_free_hits:
+        # slot = [prompt, llm_string, value]; literal indexes keep this path short.
+        if type(slot) is list and slot[1] == llm_string and self._lock_free_hits:
             next(self._hits)
-            return value.copy()
-        return self._lookup_slow(key, value)
+            return slot[2].copy()  # type: ignore[no-any-return]
+        return self._lookup_slow(prompt, llm_string, slot is None)
 
-    def _lookup_slow(self, key: _Key, value: list[Generation] | None) -> list[Generation] | None:
-        if value is None:
-            if type(key[0]) is not str or type(key[1]) is not str:
-                check_key(*key)
-            if GIL_ENABLED:
-                next(self._misses)
-                return None
-        with self._lock:
-            value = self._data.get(key)
+    def _lookup_slow(self, prompt: str, llm_string: str, absent: bool) -> list[Generation] | None:
+        if type(prompt) is not str or type(llm_string) is not str:
+            check_key(prompt, llm_string)
+        if absent and GIL_ENABLED:  # nothing to expire or refresh: no lock needed
+            next(self._misses)
+            return None
+        self._lock.acquire()
+        try:
+            slot = find(self._cells, prompt, llm_string)
             deadlines = self._deadlines
-            if value is not None and deadlines and deadlines.expired(key, self._timer()):
-                self._remove(key)
+            if (
+                slot is not None
+                and deadlines is not None
+                and deadlines.expired(id(slot), self._timer())
+            ):
+                self._remove(slot)
                 self._expirations += 1
-                value = None
-            if value is None:
+                slot = None
+            if slot is None:
                 next(self._misses)
                 return None
             if self._lru:
-                self._data.move_to_end(key)
+                self._queue.move_to_end(id(slot))  # type: ignore[union-attr]
             next(self._hits)
+            value: list[Generation] = slot[VALUE]
+        finally:
+            self._lock.release()
         return value.copy()
 
-    def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+    # One frame on purpose: each extra call on this hot path costs ~40 ns.
+    def update(  # noqa: PLR0912, PLR0915
+        self, prompt: str, llm_string: str, return_val: Sequence[Generation]
+    ) -> None:
         """Cache ``return_val`` for the pair, replacing any previous value.
 
-        A new key in a full cache first drops expired entries, then evicts by policy; a
-        key already present is replaced in place and evicts nothing.
+        A key already present is replaced in place and evicts nothing. A new key in a full
+        cache first drops an expired entry if there is one, else evicts by policy.
 
         Raises:
             TypeError: If ``prompt`` or ``llm_string`` is not a ``str``, or
@@ -165,28 +187,49 @@ class InMemoryCache(GenCache):
         # acquire/release: ~100 ns cheaper than ``with`` on CPython 3.11.
         self._lock.acquire()
         try:
-            key = (prompt, self._share(llm_string))
-            data = self._data
             deadlines = self._deadlines
-            now = 0.0 if deadlines is None else self._expire_before_write(key)
-            if key in data:
-                data[key] = value
+            now = 0.0
+            if deadlines is not None:
+                now = self._timer()
+                self._purge(now, _PURGE_PER_WRITE)  # before the find: it may drop our slot
+            cells = self._cells
+            cell = cells.get(prompt)
+            if cell is None:
+                slot = None
+            elif type(cell) is list and cell[LLM_STRING] == llm_string:
+                slot = cell
+            else:
+                slot = find(cells, prompt, llm_string)
+            if slot is not None and deadlines is not None and deadlines.expired(id(slot), now):
+                self._remove(slot)  # an expired entry is never "replaced"
+                self._expirations += 1
+                slot = None
+            if slot is not None:
+                slot[VALUE] = value
                 if self._lru:
-                    data.move_to_end(key)
+                    self._queue.move_to_end(id(slot))  # type: ignore[union-attr]
             else:
                 if (
                     self._maxsize is not None
-                    and len(data) >= self._maxsize
+                    and self._size >= self._maxsize
                     # Prefer dropping an expired entry to evicting a live one.
-                    and not self._purge(now, 1)
+                    and not (deadlines is not None and self._purge(now, 1))
                 ):
-                    victim, _ = data.popitem(last=False)
-                    if deadlines is not None:
-                        deadlines.discard(victim)
-                    self._evictions += 1
-                data[key] = value
+                    self._evict()
+                slot = [prompt, self._share(llm_string), value]
+                # Removals above cannot add a cell, so "no cell" is still true; any other
+                # case goes through insert(), which reads the cell afresh.
+                if cell is None:
+                    cells[prompt] = slot
+                else:
+                    insert(cells, slot)
+                if self._fifo is not None:
+                    self._fifo.append(slot)
+                else:
+                    self._queue[id(slot)] = slot  # type: ignore[index]
+                self._size += 1
             if deadlines is not None:
-                deadlines.set(key, now)
+                deadlines.set(id(slot), now)
             self._updates += 1
         finally:
             self._lock.release()
@@ -197,10 +240,15 @@ class InMemoryCache(GenCache):
         Statistics are lifetime counters and are not reset.
         """
         with self._lock:
-            self._data.clear()
-            self._shared_llm_strings.clear()
+            self._cells.clear()
+            if self._fifo is not None:
+                self._fifo.clear()
+            if self._queue is not None:
+                self._queue.clear()
             if self._deadlines is not None:
                 self._deadlines.clear()
+            self._shared_llm_strings.clear()
+            self._size = 0
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         """Async :meth:`lookup`: runs inline, as the work is O(1) and never waits on I/O."""
@@ -218,7 +266,7 @@ class InMemoryCache(GenCache):
         """Return the number of live (unexpired) entries."""
         with self._lock:
             self._purge(self._timer(), None)
-            return len(self._data)
+            return self._size
 
     def stats(self) -> CacheStats:
         """Return a snapshot of the counters; expired entries are purged first."""
@@ -230,7 +278,7 @@ class InMemoryCache(GenCache):
                 updates=self._updates,
                 evictions=self._evictions,
                 expirations=self._expirations,
-                size=len(self._data),
+                size=self._size,
                 maxsize=self._maxsize,
             )
 
@@ -243,26 +291,35 @@ class InMemoryCache(GenCache):
     # -- helpers; the caller holds the lock ---------------------------------------------
 
     def _share(self, llm_string: str) -> str:
+        last = self._last_llm_string
+        if llm_string == last:  # the usual case: a compare, not a hash
+            return last
         shared = self._shared_llm_strings.get(llm_string)
         if shared is None:
             if len(self._shared_llm_strings) >= _MAX_SHARED_LLM_STRINGS:
                 return llm_string
             self._shared_llm_strings[llm_string] = shared = llm_string
+        self._last_llm_string = shared
         return shared
 
-    def _expire_before_write(self, key: _Key) -> float:
-        """Purge some expired entries, and ``key`` if expired; return the time."""
-        now = self._timer()
-        self._purge(now, _PURGE_PER_WRITE)
-        if self._deadlines is not None and self._deadlines.expired(key, now):
-            self._remove(key)  # an expired entry is never "replaced"
-            self._expirations += 1
-        return now
+    def _evict(self) -> None:
+        if self._fifo is not None:
+            victim = self._fifo.popleft()
+        else:
+            key, victim = self._queue.popitem(last=False)  # type: ignore[union-attr]
+            if self._deadlines is not None:
+                self._deadlines.discard(key)
+        remove(self._cells, victim)
+        self._size -= 1
+        self._evictions += 1
 
-    def _remove(self, key: _Key) -> None:
-        self._data.pop(key, None)
+    def _remove(self, slot: Slot) -> None:
+        # Only LRU/TTL caches remove from the middle, and they keep a queue.
+        remove(self._cells, slot)
+        self._queue.pop(id(slot), None)  # type: ignore[union-attr]
         if self._deadlines is not None:
-            self._deadlines.discard(key)
+            self._deadlines.discard(id(slot))
+        self._size -= 1
 
     def _purge(self, now: float, limit: int | None) -> int:
         """Remove up to ``limit`` expired entries (all if ``None``); return how many."""
@@ -270,7 +327,8 @@ class InMemoryCache(GenCache):
             return 0
         removed = 0
         for key in self._deadlines.pop_expired(now, limit):
-            del self._data[key]  # data and deadlines always hold the same keys
+            remove(self._cells, self._queue.pop(key))  # type: ignore[union-attr]
+            self._size -= 1
             removed += 1
         self._expirations += removed
         return removed
