@@ -6,8 +6,9 @@ configuration, so this index hashes only the prompt and then compares the llm_st
 (a ``memcmp``). A cell of the index is either one slot or, when the same prompt is cached
 for several configurations, a bucket: a dict from llm_string to slot.
 
-A slot is a 3-item list ``[prompt, llm_string, value]``: a list because creating one
-costs ~30 ns against ~120 ns for an instance of a class, on the hot path of every write.
+A slot is a list ``[prompt, llm_string, *generations]``: one list because creating one
+costs ~30 ns against ~120 ns for an instance of a class, and because ``slot[2:]`` is at
+once the generations and the new list a hit must return.
 Queues key slots by ``id(slot)``, which is unique while the queue keeps the slot alive.
 
 Not thread-safe: the owning cache serialises writes with its lock.
@@ -17,19 +18,12 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from langchain_core.outputs import Generation
+__all__ = ["GENERATIONS", "LLM_STRING", "PROMPT", "Cells", "Slot", "find", "insert", "remove"]
 
-__all__ = ["PROMPT", "LLM_STRING", "VALUE", "Cells", "Slot", "find", "insert", "remove"]
-
-#: ``[prompt, llm_string, value]``.
+#: ``[prompt, llm_string, *generations]``.
 Slot = list[Any]
-PROMPT, LLM_STRING, VALUE = 0, 1, 2
+PROMPT, LLM_STRING, GENERATIONS = 0, 1, 2
 Cells = dict[str, Union[Slot, dict[str, Slot]]]  # noqa: UP007 - runtime alias on 3.10
-
-
-def new_slot(prompt: str, llm_string: str, value: list[Generation]) -> Slot:
-    """Return a slot for the pair."""
-    return [prompt, llm_string, value]
 
 
 def find(cells: Cells, prompt: str, llm_string: str) -> Slot | None:

@@ -10,7 +10,7 @@ from typing import Any
 from langchain_core.outputs import Generation
 
 from gencache._base import _GENERATION_TYPES, GenCache, check_generations
-from gencache._index import LLM_STRING, VALUE, Cells, Slot, find, insert, remove
+from gencache._index import GENERATIONS, LLM_STRING, Cells, Slot, find, insert, remove
 from gencache._keys import check_key
 from gencache._policies import Policy, check_maxsize
 from gencache._ttl import Deadlines, Timer, check_timer, check_ttl, default_timer
@@ -126,10 +126,10 @@ class InMemoryCache(GenCache):
         except TypeError:  # unhashable prompt
             check_key(prompt, llm_string)
             raise
-        # slot = [prompt, llm_string, value]; literal indexes keep this path short.
+        # slot = [prompt, llm_string, *generations]: the slice is the hit's new list.
         if type(slot) is list and slot[1] == llm_string and self._lock_free_hits:
             next(self._hits)
-            return slot[2].copy()  # type: ignore[no-any-return]
+            return slot[2:]
         return self._lookup_slow(prompt, llm_string, slot is None)
 
     def _lookup_slow(self, prompt: str, llm_string: str, absent: bool) -> list[Generation] | None:
@@ -156,10 +156,10 @@ class InMemoryCache(GenCache):
             if self._lru:
                 self._queue.move_to_end(id(slot))  # type: ignore[union-attr]
             next(self._hits)
-            value: list[Generation] = slot[VALUE]
+            value: list[Generation] = slot[GENERATIONS:]
         finally:
             self._lock.release()
-        return value.copy()
+        return value
 
     # One frame on purpose: each extra call on this hot path costs ~40 ns.
     def update(  # noqa: PLR0912, PLR0915
@@ -176,9 +176,9 @@ class InMemoryCache(GenCache):
         """
         if type(prompt) is not str or type(llm_string) is not str:
             check_key(prompt, llm_string)
+        value: Sequence[Generation] = return_val
         if type(return_val) is list:  # the common case, checked inline for speed
-            value = return_val.copy()
-            for item in value:
+            for item in return_val:
                 if type(item) not in _GENERATION_TYPES:
                     value = check_generations(return_val)
                     break
@@ -205,7 +205,7 @@ class InMemoryCache(GenCache):
                 self._expirations += 1
                 slot = None
             if slot is not None:
-                slot[VALUE] = value
+                slot[GENERATIONS:] = value
                 if self._lru:
                     self._queue.move_to_end(id(slot))  # type: ignore[union-attr]
             else:
@@ -216,7 +216,7 @@ class InMemoryCache(GenCache):
                     and not (deadlines is not None and self._purge(now, 1))
                 ):
                     self._evict()
-                slot = [prompt, self._share(llm_string), value]
+                slot = [prompt, self._share(llm_string), *value]
                 # Removals above cannot add a cell, so "no cell" is still true; any other
                 # case goes through insert(), which reads the cell afresh.
                 if cell is None:
