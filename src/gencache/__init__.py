@@ -11,11 +11,17 @@ correct under threads and asyncio, with TTL, LRU and statistics::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from gencache._base import GenCache
 from gencache._policies import Policy
 from gencache.errors import BackendError, BackendUnavailableError, GenCacheError
 from gencache.memory import InMemoryCache
 from gencache.stats import CacheStats
+
+if TYPE_CHECKING:
+    from gencache.redis import RedisCache
+    from gencache.sqlite import SQLiteCache
 
 __all__ = [
     "BackendError",
@@ -25,6 +31,27 @@ __all__ = [
     "GenCacheError",
     "InMemoryCache",
     "Policy",
+    "RedisCache",
+    "SQLiteCache",
 ]
+
+# Backends load on first use: ``import gencache`` never imports redis-py (an optional
+# extra) nor sqlite3.
+_LAZY = {"RedisCache": "gencache.redis", "SQLiteCache": "gencache.sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"

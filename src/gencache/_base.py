@@ -341,6 +341,7 @@ class StoreCache(GenCache):
 
     def stats(self) -> CacheStats:
         """Return this process's counters and the backend's current size."""
+        size = len(self)  # first: a backend may purge expired entries while counting
         with self._counter_lock:
             hits, misses, updates = self._hits.value, self._misses.value, self._updates.value
         return CacheStats(
@@ -349,6 +350,6 @@ class StoreCache(GenCache):
             updates=updates,
             evictions=self._evictions(),
             expirations=self._expirations(),
-            size=len(self),
+            size=size,
             maxsize=self._maxsize(),
         )

@@ -1,0 +1,239 @@
+"""gencache.redis.RedisCache vs langchain_community.cache.RedisCache, side by side.
+
+Run: ``python benchmarks/bench_redis.py [--quick]``. Starts its own ``redis-server`` on a
+free loopback port (no persistence), times every operation of both caches in the same
+process with interleaved rounds, and prints a markdown table of the median and p90
+latency per operation (µs) and the ratio ours / LangChain's (below 1 is faster).
+
+Data: ~500-character prompts, a ~330-character llm_string, one ChatGeneration whose
+AIMessage holds about 1 KB. LangChain's cache uses database 1 (its ``clear`` is FLUSHDB),
+ours database 0 under a namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import redis.client
+
+from _harness import LLM_STRING, environment, fresh, generation, prompt
+from gencache import InMemoryCache
+from gencache.redis import RedisCache
+
+with warnings.catch_warnings():  # langchain-community announces its own sunset
+    warnings.simplefilter("ignore")
+    from langchain_community.cache import RedisCache as LangChainRedisCache
+
+LC, OURS = "LangChain RedisCache", "gencache RedisCache"
+Samples = dict[str, list[float]]
+
+
+@contextmanager
+def redis_server() -> Iterator[int]:
+    """A throwaway redis-server on a free loopback port; yields the port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="gencache-bench-")
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [binary, *args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        probe = redis.client.Redis(port=port)
+        for _ in range(500):
+            try:
+                probe.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.01)
+        probe.close()
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def timed(op: Callable[[], object], out: list[float]) -> None:
+    start = time.perf_counter_ns()
+    op()
+    out.append((time.perf_counter_ns() - start) / 1_000)
+
+
+def interleave(runs: dict[str, Callable[[list[float]], None]], rounds: int) -> Samples:
+    """Alternate the contenders' rounds (reversing the order every other round)."""
+    samples: Samples = {name: [] for name in runs}
+    for r in range(rounds):
+        order = list(runs.items())
+        for name, run in reversed(order) if r % 2 else order:
+            run(samples[name])
+    return samples
+
+
+def row(name: str, samples: Samples, note: str = "") -> str:
+    def stats(values: list[float]) -> tuple[float, float]:
+        return statistics.median(values), statistics.quantiles(values, n=10)[-1]
+
+    (lc50, lc90), (our50, our90) = stats(samples[LC]), stats(samples[OURS])
+    return (
+        f"| {name} | {lc50:.1f} / {lc90:.1f} | {our50:.1f} / {our90:.1f} "
+        f"| {our50 / lc50:.2f}× / {our90 / lc90:.2f}× | {note} |"
+    )
+
+
+def bench_lookup(caches: dict[str, Any], rounds: int, n: int, hit: bool) -> Samples:
+    keys = [prompt(i) for i in range(1_000)]
+    value = generation(0)
+    for cache in caches.values():
+        for k in keys:
+            cache.update(k, LLM_STRING, value)
+    base = keys if hit else [k + "?" for k in keys]
+
+    def runner(cache: Any) -> Callable[[list[float]], None]:
+        def run(out: list[float]) -> None:
+            picks = random.sample(range(len(base)), n)
+            for i in picks:
+                p, s = fresh(base[i]), fresh(LLM_STRING)
+                timed(partial(cache.lookup, p, s), out)
+
+        return run
+
+    return interleave({name: runner(c) for name, c in caches.items()}, rounds)
+
+
+def bench_update(caches: dict[str, Any], rounds: int, n: int) -> Samples:
+    counters = dict.fromkeys(caches, 10_000)
+
+    def runner(name: str) -> Callable[[list[float]], None]:
+        cache = caches[name]
+
+        def run(out: list[float]) -> None:
+            start = counters[name]
+            counters[name] += n
+            for i in range(start, start + n):
+                p, s, v = prompt(i), fresh(LLM_STRING), generation(i)
+                timed(partial(cache.update, p, s, v), out)
+
+        return run
+
+    return interleave({name: runner(name) for name in caches}, rounds)
+
+
+def bench_threads(caches: dict[str, Any], rounds: int, ops: int, threads: int = 4) -> Samples:
+    """Read-through (lookup, update on a miss) from 4 threads over 2,000 keys."""
+    keys = [prompt(50_000 + i) for i in range(2_000)]
+    value = generation(1)
+
+    def runner(cache: Any) -> Callable[[list[float]], None]:
+        def work(seed: int, out: list[float], barrier: threading.Barrier) -> None:
+            rng = random.Random(seed)
+            picks = [keys[rng.randrange(len(keys))] for _ in range(ops)]
+            barrier.wait()
+            for k in picks:
+                start = time.perf_counter_ns()
+                if cache.lookup(k, LLM_STRING) is None:
+                    cache.update(k, LLM_STRING, value)
+                out.append((time.perf_counter_ns() - start) / 1_000)
+
+        def run(out: list[float]) -> None:
+            barrier = threading.Barrier(threads)
+            outs: list[list[float]] = [[] for _ in range(threads)]
+            pool = [
+                threading.Thread(target=work, args=(random.random(), outs[t], barrier))
+                for t in range(threads)
+            ]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            for o in outs:
+                out.extend(o)
+
+        return run
+
+    return interleave({name: runner(c) for name, c in caches.items()}, rounds)
+
+
+def bench_repeated_hits(lc: Any, near: RedisCache, rounds: int, n: int) -> tuple[Samples, str]:
+    """A few hot prompts asked again and again: the near cache answers in-process."""
+    hot = [prompt(90_000 + i) for i in range(20)]
+    value = generation(2)
+    memory = InMemoryCache()
+    for cache in (lc, near, memory):
+        for k in hot:
+            cache.update(k, LLM_STRING, value)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # until the near cache is subscribed and warm
+        for k in hot:
+            near.lookup(k, LLM_STRING)
+        start = time.perf_counter_ns()
+        near.lookup(hot[0], LLM_STRING)
+        if time.perf_counter_ns() - start < 10_000:
+            break
+
+    def runner(cache: Any) -> Callable[[list[float]], None]:
+        def run(out: list[float]) -> None:
+            for i in range(n):
+                p, s = fresh(hot[i % len(hot)]), fresh(LLM_STRING)
+                timed(partial(cache.lookup, p, s), out)
+
+        return run
+
+    samples = interleave({LC: runner(lc), OURS: runner(near), "memory": runner(memory)}, rounds)
+    note = f"near_cache=True; gencache InMemoryCache: {statistics.median(samples['memory']):.1f}"
+    return samples, note + " µs median"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # LangChain's loads() warns on every lookup
+    rounds, n = (5, 200) if args.quick else (15, 400)
+    random.seed(42)
+    with redis_server() as port:
+        lc_client = redis.client.Redis(port=port, db=1)
+        url = f"redis://127.0.0.1:{port}/0"
+        caches = {LC: LangChainRedisCache(redis_=lc_client), OURS: RedisCache(url)}
+        rows = [
+            row("lookup hit", bench_lookup(caches, rounds, n, hit=True)),
+            row("lookup miss", bench_lookup(caches, rounds, n, hit=False)),
+            row("update (new key)", bench_update(caches, rounds, n)),
+            row(
+                "4 threads, read-through (lookup + update on miss)",
+                bench_threads(caches, max(3, rounds // 3), n),
+                "per operation, under contention",
+            ),
+        ]
+        near = RedisCache(url, namespace="gencache-near", near_cache=True)
+        samples, note = bench_repeated_hits(caches[LC], near, rounds, n)
+        rows.append(row("lookup hit, 20 hot prompts repeated", samples, note))
+        near.close()
+        caches[OURS].clear()
+        lc_client.flushdb()
+        lc_client.close()
+    print(f"RedisCache benchmark — {environment()}, redis-server on loopback\n")
+    print(f"| workload | {LC} (median / p90 µs) | {OURS} (median / p90 µs) | ratio | note |")
+    print("|---|---:|---:|---:|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

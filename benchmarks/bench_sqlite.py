@@ -1,0 +1,277 @@
+"""gencache.sqlite.SQLiteCache vs langchain_community.cache.SQLiteCache, side by side.
+
+Run: ``python benchmarks/bench_sqlite.py [--quick]``. Both caches use a fresh file in a
+temporary directory of the same file system and the same data (a ~500-character prompt,
+the ~330-character llm_string, one ``ChatGeneration`` of about 1 KB). Every operation is
+timed on its own; rounds alternate between the contenders so that machine drift hits
+both alike. Prints markdown tables of the median and p90 per operation, the speed-up
+(LangChain's median / ours), and the throughput of several processes sharing our file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _harness import LLM_STRING, environment, fresh, generation, prompt
+from gencache.sqlite import SQLiteCache
+
+warnings.filterwarnings("ignore")  # langchain_community's deprecation notices, per call
+from langchain_community.cache import SQLiteCache as LangChainSQLiteCache  # noqa: E402
+
+LC, OURS = "LangChain", "gencache"
+KEYS = 1_000  # entries present before the lookup and mixed workloads
+VALUE = generation(0)
+
+
+@dataclass
+class Row:
+    """One workload: per-operation latencies (µs) for each contender."""
+
+    name: str
+    samples: dict[str, list[float]]
+    note: str = ""
+
+
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1]
+
+
+def timed(op: Callable[..., object], *args: Any) -> float:
+    """Return how long ``op(*args)`` took, in µs."""
+    start = time.perf_counter_ns()
+    op(*args)
+    return (time.perf_counter_ns() - start) / 1_000
+
+
+def interleave(rounds: int, runs: dict[str, Callable[[], list[float]]]) -> dict[str, list[float]]:
+    """Run each contender's round alternately; gather its per-operation samples."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(rounds):
+        order = list(runs.items())
+        for name, run in order[::-1] if r % 2 else order:
+            samples[name] += run()
+    return samples
+
+
+class Contenders:
+    """One cache of each kind on its own file, prefilled with ``KEYS`` entries."""
+
+    def __init__(self, root: Path) -> None:
+        self.prompts = [prompt(i) for i in range(KEYS)]
+        self.caches: dict[str, Any] = {
+            LC: LangChainSQLiteCache(database_path=str(root / "langchain.db")),
+            OURS: SQLiteCache(root / "gencache.sqlite3"),
+        }
+        for cache in self.caches.values():
+            for p in self.prompts:
+                cache.update(p, LLM_STRING, VALUE)
+
+
+def bench_lookup(c: Contenders, rounds: int, n: int, *, hit: bool) -> Row:
+    rng = random.Random(1)
+
+    def runner(cache: Any) -> Callable[[], list[float]]:
+        def run() -> list[float]:
+            picks = [fresh(rng.choice(c.prompts) + ("" if hit else "?")) for _ in range(n)]
+            return [timed(cache.lookup, p, fresh(LLM_STRING)) for p in picks]
+
+        return run
+
+    samples = interleave(rounds, {name: runner(cache) for name, cache in c.caches.items()})
+    return Row(f"lookup {'hit' if hit else 'miss'}", samples)
+
+
+def bench_update(c: Contenders, rounds: int, n: int) -> Row:
+    counter = dict.fromkeys(c.caches, KEYS)
+
+    def runner(name: str) -> Callable[[], list[float]]:
+        cache = c.caches[name]
+
+        def run() -> list[float]:
+            start = counter[name]
+            counter[name] += n
+            keys = [(prompt(i), fresh(LLM_STRING)) for i in range(start, start + n)]
+            return [timed(cache.update, p, s, VALUE) for p, s in keys]
+
+        return run
+
+    samples = interleave(rounds, {name: runner(name) for name in c.caches})
+    return Row("update (new key)", samples)
+
+
+def bench_threads(c: Contenders, rounds: int, n: int, threads: int = 4) -> Row:
+    """Each thread: 80 % lookups of present keys, 20 % re-updates; per-op latency."""
+    errors = dict.fromkeys(c.caches, 0)
+    rates: dict[str, list[float]] = {name: [] for name in c.caches}
+
+    def runner(name: str) -> Callable[[], list[float]]:
+        cache = c.caches[name]
+
+        def run() -> list[float]:
+            out: list[list[float]] = [[] for _ in range(threads)]
+            barrier = threading.Barrier(threads + 1)
+
+            def work(t: int) -> None:
+                rng = random.Random(t)
+                plan = [(rng.random() < 0.8, rng.choice(c.prompts)) for _ in range(n)]
+                barrier.wait()
+                for read, p in plan:
+                    try:
+                        if read:
+                            out[t].append(timed(cache.lookup, p, LLM_STRING))
+                        else:
+                            out[t].append(timed(cache.update, p, LLM_STRING, VALUE))
+                    except Exception:
+                        errors[name] += 1
+
+            pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+            for thread in pool:
+                thread.start()
+            barrier.wait()
+            start = time.perf_counter()
+            for thread in pool:
+                thread.join()
+            rates[name].append(threads * n / (time.perf_counter() - start))
+            return [x for xs in out for x in xs]
+
+        return run
+
+    samples = interleave(rounds, {name: runner(name) for name in c.caches})
+    note = ", ".join(
+        f"{name} {statistics.median(rates[name]):,.0f} ops/s, {errors[name]} errors"
+        for name in c.caches
+    )
+    return Row(f"{threads} threads, 80 % lookup / 20 % update", samples, note)
+
+
+def bench_ours_only(root: Path, rounds: int, n: int) -> list[Row]:
+    """Our options LangChain lacks: LRU hits, and updates that evict (maxsize 1,000)."""
+    lru = SQLiteCache(root / "lru.sqlite3", policy="lru", maxsize=2 * KEYS)
+    bounded = SQLiteCache(root / "bounded.sqlite3", maxsize=KEYS)
+    prompts = [prompt(i) for i in range(KEYS)]
+    for p in prompts:
+        lru.update(p, LLM_STRING, VALUE)
+        bounded.update(p, LLM_STRING, VALUE)
+    rng = random.Random(2)
+    hits: list[float] = []
+    evicting: list[float] = []
+    for r in range(rounds):
+        picks = [fresh(rng.choice(prompts)) for _ in range(n)]
+        hits += [timed(lru.lookup, p, LLM_STRING) for p in picks]
+        new = [prompt(KEYS * (r + 2) + i) for i in range(n)]
+        evicting += [timed(bounded.update, p, LLM_STRING, VALUE) for p in new]
+    assert len(bounded) == KEYS
+    lru.close()
+    bounded.close()
+    return [
+        Row("lookup hit, LRU (hits written in batches)", {OURS: hits}),
+        Row("update with eviction (maxsize 1,000)", {OURS: evicting}),
+    ]
+
+
+def _process(path: str, seed: int, ops: int, barrier: Any, results: Any) -> None:
+    cache = SQLiteCache(path)
+    rng = random.Random(seed)
+    prompts = [prompt(i) for i in range(KEYS)]
+    plan = [(rng.random() < 0.8, rng.choice(prompts)) for _ in range(ops)]
+    barrier.wait()
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+    for read, p in plan:
+        if read:
+            cache.lookup(p, LLM_STRING)
+        else:
+            cache.update(p, LLM_STRING, VALUE)
+    results.put((start, time.perf_counter()))
+    cache.close()
+
+
+def bench_processes(
+    root: Path, counts: tuple[int, ...], ops: int, repeats: int = 3
+) -> list[tuple[int, float]]:
+    """Total ops/s of ``n`` processes sharing one file (80 % lookups, 20 % updates).
+
+    Each count runs ``repeats`` times, alternating with the others; the median is kept.
+    """
+    path = root / "processes.sqlite3"
+    with SQLiteCache(path) as cache:
+        for i in range(KEYS):
+            cache.update(prompt(i), LLM_STRING, VALUE)
+    ctx = multiprocessing.get_context("spawn")
+    rates: dict[int, list[float]] = {n: [] for n in counts}
+    for _ in range(repeats):
+        for n in counts:
+            barrier, results = ctx.Barrier(n), ctx.Queue()
+            procs = [
+                ctx.Process(target=_process, args=(str(path), s, ops, barrier, results))
+                for s in range(n)
+            ]
+            for proc in procs:
+                proc.start()
+            spans = [results.get(timeout=120) for _ in procs]
+            for proc in procs:
+                proc.join()
+            wall = max(end for _, end in spans) - min(start for start, _ in spans)
+            rates[n].append(n * ops / wall)
+    return [(n, statistics.median(rates[n])) for n in counts]
+
+
+def render(rows: list[Row]) -> str:
+    lines = [
+        f"| workload | {LC} median | {LC} p90 | {OURS} median | {OURS} p90 "
+        f"| speed-up (median) | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        cells = []
+        for name in (LC, OURS):
+            xs = row.samples.get(name)
+            cells += [f"{statistics.median(xs):,.1f} µs", f"{p90(xs):,.1f} µs"] if xs else ["–"] * 2
+        base, ours = row.samples.get(LC), row.samples.get(OURS)
+        ratio = (
+            f"{statistics.median(base) / statistics.median(ours):.1f}×" if base and ours else "–"
+        )
+        lines.append(f"| {row.name} | {' | '.join(cells)} | {ratio} | {row.note} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    q = parser.parse_args().quick
+    rounds = 4 if q else 16
+    root = Path(tempfile.mkdtemp(prefix="gencache-bench-"))
+    try:
+        c = Contenders(root)
+        rows = [
+            bench_lookup(c, rounds, 200, hit=True),
+            bench_lookup(c, rounds, 200, hit=False),
+            bench_update(c, rounds, 30 if q else 60),
+            bench_threads(c, rounds // 2, 100 if q else 300),
+        ]
+        rows += bench_ours_only(root, rounds, 200)
+        processes = bench_processes(root, (1, 2, 4), 1_000 if q else 4_000, 1 if q else 3)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"SQLiteCache benchmark — {environment()}, SQLite {sqlite3.sqlite_version}\n")
+    print(render(rows))
+    print(f"\n{OURS} SQLiteCache, processes sharing one file (80 % lookup / 20 % update):\n")
+    print("| processes | total ops/s | ops/s per process |\n|---:|---:|---:|")
+    for n, rate in processes:
+        print(f"| {n} | {rate:,.0f} | {rate / n:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

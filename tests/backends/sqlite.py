@@ -1,0 +1,23 @@
+"""The SQLite backend under test: every cache on a fresh file in its own temp directory."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gencache import GenCache
+from gencache.sqlite import SQLiteCache
+from tests.backends import Backend
+
+_ROOT = Path(tempfile.mkdtemp(prefix="gencache-sqlite-tests-"))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
+
+
+def _make(**options: Any) -> GenCache:
+    return SQLiteCache(Path(tempfile.mkdtemp(dir=_ROOT)) / "cache.sqlite3", **options)
+
+
+BACKEND = Backend("sqlite", _make, frozenset({"maxsize", "policy", "ttl", "timer"}))

@@ -1,0 +1,1 @@
+"""Tests of behaviour only the Redis backend has, against real ``redis-server`` processes."""
