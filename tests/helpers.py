@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
@@ -29,3 +33,16 @@ def gens(text: str, n: int = 1) -> list[Generation]:
 def chat_gens(text: str) -> list[Generation]:
     """One chat generation with an ``AIMessage``, as chat models return."""
     return [ChatGeneration(message=AIMessage(content=text, response_metadata={"model": "m"}))]
+
+
+def run_gencache(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``gencache`` command as a user would: a new process, no terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "gencache", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )

@@ -10,7 +10,7 @@ from langchain_core.outputs import Generation
 
 from gencache.redis import RedisCache
 from tests.backends.redis import RedisServer, free_port, shared_server
-from tests.cli.test_sqlite_commands import gencache
+from tests.helpers import run_gencache as gencache
 
 
 def test_stats_ls_export_and_clear_touch_only_the_namespace(tmp_path: Path) -> None:

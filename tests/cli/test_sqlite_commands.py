@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,20 +13,12 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
 from gencache.sqlite import SQLiteCache
+from tests.helpers import run_gencache
 
 LLM = '{"kwargs": {"model_name": "gpt-4o-mini", "temperature": 0}}---[("stop", None)]'
 
 
-def gencache(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gencache", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
+gencache = run_gencache
 
 
 @pytest.fixture

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import types
 
 import gencache
+from tests.helpers import run_gencache
 
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gencache", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+run = run_gencache
 
 
 def test_demo_answers_the_warm_run_from_the_cache() -> None:
