@@ -283,6 +283,7 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> None:
 
 def _private_file(name: str) -> TextIO:
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
     return open(fd, "w", encoding="utf-8")  # closed by the caller
 
 

@@ -2,8 +2,10 @@
 
 The SQLite and Redis backends store generations outside the process with :func:`encode`
 and read them back with :func:`decode`. The format is compact, strict JSON: UTF-8, keys
-sorted, no ``NaN``/``Infinity``; strings holding a lone surrogate (which UTF-8 cannot
-carry) switch the whole payload to ASCII with ``\\uXXXX`` escapes, so they round-trip::
+sorted, no ``NaN``/``Infinity`` (nor numbers out of float range); strings holding a lone
+surrogate (which UTF-8 cannot carry) switch the whole payload to ASCII with ``\\uXXXX``
+escapes, so they round-trip (a high surrogate followed by a low one is refused: JSON
+would join the two escapes into one character)::
 
     {"g":[<generation>, ...],"v":1}
 
@@ -144,6 +146,9 @@ _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, **_OPTIONS)  # for lone sur
 # A JSON string, possibly unterminated (then it runs to the end): linear, never backtracks.
 _STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+# A high surrogate code point followed by a low one: written as two \uXXXX escapes, JSON
+# decoders join them into one character, so such a str cannot round-trip.
+_SPLIT_PAIR_RE = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _BRACKET_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
@@ -152,7 +157,17 @@ def _reject_constant(name: str) -> Any:
     raise CodecError(msg)
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    # json turns a finite-looking literal out of float range (1e400, or 10**5 digits) into
+    # inf, which encode refuses: such a payload was not written by encode.
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"number {text[:20]}... overflows a float"
+        raise CodecError(msg)
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _check_json(value: Any, depth: int) -> None:
@@ -228,7 +243,8 @@ def encode(generations: Sequence[Generation]) -> bytes:
     Raises:
         CodecError: If an item or message class is not supported, a value is not plain
             finite JSON data (e.g. a ``datetime``, a tuple, a non-``str`` key), the data is
-            nested deeper than :data:`MAX_DEPTH`, or an integer is too long to print.
+            nested deeper than :data:`MAX_DEPTH`, an integer is too long to print, or a
+            string holds a high surrogate followed by a low one (JSON would join them).
     """
     items: object = generations  # checked at run time: callers may pass anything
     if isinstance(items, (str, bytes, bytearray)) or not isinstance(items, Sequence):
@@ -241,6 +257,9 @@ def encode(generations: Sequence[Generation]) -> bytes:
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: keep it as a \uXXXX escape
+            if _SPLIT_PAIR_RE.search(text):  # only here: text without surrogates pays nothing
+                msg = "a string holds a surrogate pair as two code points, which JSON joins"
+                raise CodecError(msg) from None
             return _ASCII_ENCODER.encode(envelope).encode("ascii")
     except CodecError:
         raise
@@ -306,6 +325,11 @@ def _decode_message(obj: Any) -> BaseMessage:
         msg = f"{tag} message has no content"
         raise CodecError(msg)
     message: BaseMessage = _build(_MESSAGE_CLASSES[tag], f"{tag} message", kwargs)
+    if isinstance(message, AIMessage):
+        # AIMessage derives tool_calls from JSON strings in additional_kwargs with its own
+        # lenient parser (NaN, 1e400 -> inf, any depth): refuse what encode would refuse.
+        # Depth 5: envelope {, "g" [, generation {, message {, tool_calls [.
+        _check_json(message.tool_calls, 5)
     return message
 
 

@@ -61,6 +61,10 @@ _BATCH = 1_000  # SCAN COUNT and UNLINK batch size
 _MAX_CONNECTIONS = 64  # per pool we build: a burst of tasks queues instead of flooding Redis
 _NEAR_SIZE = 1_024
 _FOREIGN = b"\x00not a gencache string"  # stands for a key of another type: undecodable
+# Prefixed to what _get returns for a value that is not this key's: the codec refuses it at
+# its first byte, and _delete strips it again before the compare-and-delete.
+_REJECT = b"\x00"
+_TAIL = 64  # bytes of such a value kept for the compare-and-delete (a suffix match)
 # Compare-and-delete: drop the key only while it still holds the undecodable value.
 _DELETE = """local t = redis.call('TYPE', KEYS[1]).ok
 if t == 'none' then return 0 end
@@ -280,17 +284,30 @@ class RedisCache(StoreCache):
         expires = math.inf if self._ttl is None else now + self._ttl
         return b"".join((_HEADER.pack(_MAGIC, now, expires, len(p), len(s)), p, s, payload))
 
-    def _unpack(self, value: object) -> bytes | None:
+    def _unpack(self, value: object, key: str) -> bytes | None:
         if value is None:
             return None
         if not isinstance(value, bytes):
             msg = f"Redis returned {type(value).__name__}, not bytes"
             raise BackendError(msg)
         header = _header(value)
-        _EXPIRES.set(0.0 if header is None else header[3])
-        # A value gencache did not write goes to the codec as is: it refuses it, the
-        # template logs and drops the entry.
-        return value if header is None else value[header[1] :]
+        if header is not None and _stored_key(value, header) != key:
+            # The value names another (prompt, llm_string): someone copied an entry under
+            # this key. Serving it would answer this prompt with another prompt's response,
+            # so it is treated like a value gencache did not write (a miss, then dropped).
+            self._log.warning(
+                "foreign", "gencache: entry %s holds another prompt's response", key[:16]
+            )
+            header = None
+        if header is None:
+            # gencache always writes the header: this value is not an entry of this key,
+            # even if it holds a valid payload (one copied without its header). It must
+            # be a miss, so the codec gets only its tail behind a byte it refuses at once
+            # (a 50 MB value costs no parsing); the template logs it and drops it.
+            _EXPIRES.set(0.0)
+            return _REJECT + value[-_TAIL:]
+        _EXPIRES.set(header[3])
+        return value[header[1] :]
 
     # -- raw I/O ------------------------------------------------------------------------
 
@@ -299,7 +316,7 @@ class RedisCache(StoreCache):
             value: object = self._client.get(self._prefix + key)
         except _ERRORS as exc:
             value = self._get_failed(exc)
-        return self._unpack(value)
+        return self._unpack(value, key)
 
     def _set(self, key: str, prompt: str, llm_string: str, payload: bytes) -> None:
         rkey = self._prefix + key
@@ -313,7 +330,7 @@ class RedisCache(StoreCache):
 
     def _delete(self, key: str, payload: bytes) -> None:
         try:
-            self._client.eval(_DELETE, 1, self._prefix + key, payload)
+            self._client.eval(_DELETE, 1, self._prefix + key, _compared(payload))
         except _ERRORS as exc:
             raise self._error(exc, "delete") from exc
 
@@ -381,7 +398,7 @@ class RedisCache(StoreCache):
                 value = await client.get(rkey)
         except _ERRORS as exc:
             value = self._get_failed(exc)
-        return self._unpack(value)  # in this task, so that _EXPIRES is set in its context
+        return self._unpack(value, key)  # in this task, so that _EXPIRES is set in its context
 
     async def _aset(self, key: str, prompt: str, llm_string: str, payload: bytes) -> None:
         client, rkey = self._aclient(), self._prefix + key
@@ -401,7 +418,7 @@ class RedisCache(StoreCache):
         if client is None:
             return await super()._adelete(key, payload)
         try:
-            await client.eval(_DELETE, 1, self._prefix + key, payload)
+            await client.eval(_DELETE, 1, self._prefix + key, _compared(payload))
         except _ERRORS as exc:
             raise self._error(exc, "delete") from exc
         return None
@@ -482,6 +499,11 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _compared(payload: bytes) -> bytes:
+    """What the compare-and-delete matches: the payload or, for a rejected value, its tail."""
+    return payload[len(_REJECT) :] if payload.startswith(_REJECT) else payload
+
+
 def _header(value: bytes) -> tuple[int, int, float, float] | None:
     """Return ``(prompt length, payload offset, created_at, expires_at)``, or ``None``."""
     if len(value) < _HEADER.size or not value.startswith(_MAGIC):
@@ -491,19 +513,35 @@ def _header(value: bytes) -> tuple[int, int, float, float] | None:
     return None if end > len(value) else (lp, end, created, expires)
 
 
-def _entry(rkey: bytes, value: object) -> Entry | None:
-    header = _header(value) if isinstance(value, bytes) else None
-    if header is None or not isinstance(value, bytes):
-        return None
-    lp, end, created, expires = header
+def _stored_pair(value: bytes, header: tuple[int, int, float, float]) -> _Pair | None:
+    """The ``(prompt, llm_string)`` a value written by gencache names, or ``None``."""
+    lp, end = header[0], header[1]
     start = _HEADER.size
     try:
         prompt = value[start : start + lp].decode("utf-8", "surrogatepass")
         llm_string = value[start + lp : end].decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
         return None
+    return prompt, llm_string
+
+
+def _stored_key(value: bytes, header: tuple[int, int, float, float]) -> str | None:
+    """The digest of the pair a value names: its key, unless it was copied elsewhere."""
+    pair = _stored_pair(value, header)
+    return None if pair is None else digest(*pair)
+
+
+def _entry(rkey: bytes, value: object) -> Entry | None:
+    header = _header(value) if isinstance(value, bytes) else None
+    if header is None or not isinstance(value, bytes):
+        return None
+    pair = _stored_pair(value, header)
+    key = rkey[-64:].decode()
+    if pair is None or digest(*pair) != key:  # not gencache's, or copied under another key
+        return None
+    _, end, created, expires = header
     expires_at = None if math.isinf(expires) else expires
-    return Entry(rkey[-64:].decode(), prompt, llm_string, value[end:], created, expires_at)
+    return Entry(key, *pair, value[end:], created, expires_at)
 
 
 def _check_namespace(namespace: object) -> str:

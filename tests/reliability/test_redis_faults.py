@@ -1,0 +1,268 @@
+"""Redis killed (SIGKILL) or frozen (SIGSTOP) while 8 threads and 500 tasks use it.
+
+tests/redis/test_outage.py proves the policy one call at a time: misses by default,
+``BackendUnavailableError`` when strict, the same cache object working after a restart,
+and a frozen server timing out. Here the outage hits a running workload
+(:class:`tests.reliability.test_redis_load.Workload`) of default and strict caches, and
+every call is recorded with its start time and duration, so that the tests can assert,
+by phase (before, during, after the outage):
+
+* the exception types callers saw: none for the default caches, only gencache's
+  ``BackendError`` family (never a redis-py exception) for the strict ones;
+* that no call hangs: how long calls take while the server is dead or frozen;
+* that every hit is a value written for its key, also after a freeze, when late replies
+  could reach the wrong caller on a reused connection;
+* how soon after the restart (or thaw) hits come back, on the same cache objects;
+* that a LangChain ``FakeListChatModel(cache=RedisCache(...))`` invoked during the outage
+  returns the model's answer (and raises ``BackendUnavailableError`` with a strict cache).
+
+The figures are printed for docs/_reliability_redis_security.md (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from langchain_core.language_models import FakeListChatModel
+
+from gencache import GenCache
+from gencache.errors import BackendError, BackendUnavailableError
+from gencache.redis import RedisCache
+from tests.backends.redis import RedisServer
+from tests.reliability.test_redis_load import Call, Workload, latency_summary
+
+ANSWER = "the model's own answer"
+
+
+@dataclass
+class Run:
+    """A workload on a server of its own, and the moments of the fault."""
+
+    server: RedisServer
+    work: Workload
+    threads: list[threading.Thread] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    signal: float = 0.0  # the signal is sent: calls that ended before ran on a live server
+    fault: float = 0.0  # the server is dead or frozen from here (the signal has acted)...
+    back: float = 0.0  # ...to here (the restart or SIGCONT is sent: it may answer from now)
+
+    lags: list[tuple[float, float]] = field(default_factory=list)  # (when, event-loop lag)
+
+    async def heartbeat(self) -> None:
+        """Measure the event loop's lag: what every task's call waits on top of Redis."""
+        while not self.work.stop.is_set():
+            start = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.lags.append((start, time.monotonic() - start - 0.01))
+
+    def max_lag(self, low: float, high: float) -> float:
+        return max((lag for when, lag in self.lags if low <= when <= high), default=0.0)
+
+    async def finish(self) -> None:
+        """Stop the workers and wait until every call has returned and been recorded."""
+        self.work.stop.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join, 30)
+
+    def calls(self, cache: str, phase: str) -> list[Call]:
+        """Calls of one cache that ran wholly ``"before"``/``"during"``/``"after"`` the fault."""
+        windows = {
+            "before": (0.0, self.signal),
+            "during": (self.fault, self.back),
+            "after": (self.back, float("inf")),
+        }
+        low, high = windows[phase]
+        return [
+            c
+            for c in self.work.calls
+            if c.cache == cache and low <= c.start and c.start + c.seconds <= high
+        ]
+
+    def first_hit_after(self, back: float, cache: str, kind: str) -> float | None:
+        hits = [
+            c.start + c.seconds
+            for c in self.work.calls
+            if c.cache == cache and c.kind == kind and c.outcome == "hit" and c.start >= back
+        ]
+        return min(hits) - back if hits else None
+
+
+@pytest.fixture
+async def run() -> AsyncIterator[Run]:
+    """Default and strict caches on a server of this test's own, under 8 threads and 500 tasks.
+
+    The workers pace themselves (2 ms between a thread's calls, 20 ms between a task's):
+    at full speed the 2 cores saturate, and some calls time out with the server healthy
+    (tests/reliability/test_redis_load.py measures that), which would blur the fault.
+    """
+    server = RedisServer().start()
+    namespace = f"faults-{uuid.uuid4().hex[:12]}"
+    caches: dict[str, GenCache] = {
+        "default": RedisCache(server.url, namespace=namespace),
+        "strict": RedisCache(server.url, namespace=namespace, strict=True),
+    }
+    work = Workload(caches, thread_pause=0.002, task_pause=0.02)
+    state = Run(server, work)
+    state.threads = work.start_threads(["default"] * 4 + ["strict"] * 4, None)
+    state.tasks = work.tasks(["default"] * 250 + ["strict"] * 250, None)
+    state.tasks.append(asyncio.ensure_future(state.heartbeat()))
+    try:
+        yield state
+    finally:
+        await state.finish()
+        for cache in caches.values():
+            assert isinstance(cache, RedisCache)
+            cache.close()
+        state.server.stop()
+
+
+async def _wait_for_hits(state: Run, timeout: float = 10.0) -> dict[str, float]:
+    """Seconds from the restart (or SIGCONT) to the first hit, per cache and worker kind."""
+    deadline = time.monotonic() + timeout
+    wanted = [(cache, kind) for cache in ("default", "strict") for kind in ("thread", "task")]
+    while True:
+        found = {f"{c}/{k}": state.first_hit_after(state.back, c, k) for c, k in wanted}
+        if all(v is not None for v in found.values()):
+            return {k: v for k, v in found.items() if v is not None}
+        assert time.monotonic() < deadline, f"hits did not resume: {found}"
+        await asyncio.sleep(0.02)
+
+
+async def _invoke_models(url: str) -> dict[str, float]:
+    """A LangChain chat model on each policy while Redis is away: answer, or gencache's error."""
+    namespace = f"model-{uuid.uuid4().hex[:8]}"
+    default = FakeListChatModel(responses=[ANSWER], cache=RedisCache(url, namespace=namespace))
+    strict_cache = RedisCache(url, namespace=namespace, strict=True)
+    strict = FakeListChatModel(responses=[ANSWER], cache=strict_cache)
+    seconds = {}
+    start = time.monotonic()
+    message = await asyncio.to_thread(default.invoke, "Is Redis there?")
+    seconds["invoke"] = time.monotonic() - start
+    assert message.content == ANSWER
+    start = time.monotonic()
+    message = await default.ainvoke("Is Redis there, asynchronously?")
+    seconds["ainvoke"] = time.monotonic() - start
+    assert message.content == ANSWER
+    start = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as info:
+        await asyncio.to_thread(strict.invoke, "And with a strict cache?")
+    seconds["strict invoke"] = time.monotonic() - start
+    assert type(info.value.__cause__).__module__.startswith("redis")
+    return seconds
+
+
+def _check_types(state: Run) -> Counter[str]:
+    """No exception reached a default cache's caller; only BackendError a strict one's."""
+    seen: Counter[str] = Counter()
+    for call in state.work.calls:
+        if call.error is None:
+            continue
+        assert call.cache == "strict", call
+        assert isinstance(call.error, BackendError), call
+        assert type(call.error).__module__ == "gencache.errors", call
+        seen[f"{type(call.error).__name__} <- {type(call.error.__cause__).__name__}"] += 1
+    return seen
+
+
+async def _after(state: Run) -> None:
+    """Stop the workload; its counters add up; the same cache objects work, sync and async."""
+    await state.finish()
+    assert state.work.wrong == []
+    state.work.assert_stats_add_up()
+    for cache in state.work.caches.values():
+        cache.update("after the fault", "llm", [])
+        assert cache.lookup("after the fault", "llm") == []
+        await cache.aupdate("after the fault, async", "llm", [])
+        assert await cache.alookup("after the fault, async", "llm") == []
+
+
+def _report(name: str, state: Run, **figures: object) -> None:
+    work = state.work
+    lines = [f"\nFIGURES {name}: {len(work.calls)} calls; outcomes {dict(work.outcomes())}"]
+    for cache in ("default", "strict"):
+        for phase in ("before", "during", "after"):
+            for kind in ("thread", "task"):
+                calls = [c for c in state.calls(cache, phase) if c.kind == kind]
+                outcomes = dict(Counter(c.outcome for c in calls))
+                lines.append(f"  {cache} {phase} {kind}: {latency_summary(calls)} {outcomes}")
+    lag = state.max_lag
+    lines.append(
+        f"  event-loop lag max: before {lag(0, state.signal):.2f}s, "
+        f"during {lag(state.fault, state.back):.2f}s, after {lag(state.back, 1e12):.2f}s"
+    )
+    causes = Counter(
+        f"{c.kind}: {str(c.error.__cause__).split(' connecting')[0][:40]}"
+        for c in state.calls("strict", "during")
+        if c.error is not None
+    )
+    lines.append(f"  strict failures during, by cause: {dict(causes)}")
+    lines += [f"  {key}: {value}" for key, value in figures.items()]
+    print("\n".join(lines))
+
+
+async def _outage(state: Run, fault: Callable[[], None], length: float) -> dict[str, float]:
+    await asyncio.sleep(0.6)  # warm: entries written, hits flowing
+    assert state.work.outcomes()["hit"] > 0
+    state.signal = time.monotonic()
+    await asyncio.to_thread(fault)
+    state.fault = time.monotonic()
+    models = await _invoke_models(state.server.url)
+    await asyncio.sleep(max(0.0, state.fault + length - time.monotonic()))
+    return models
+
+
+async def test_sigkill_mid_run_and_restart_on_the_same_port(run: Run) -> None:
+    models = await _outage(run, run.server.kill, 1.5)
+    run.back = time.monotonic()
+    run.server = await asyncio.to_thread(RedisServer(port=run.server.port).start)
+    resumed = await _wait_for_hits(run)
+    await asyncio.sleep(0.3)
+    await _after(run)
+    types = _check_types(run)
+    _report("sigkill", run, exception_types=dict(types), resumed_after_s=resumed, models_s=models)
+
+    during = {c: run.calls(c, "during") for c in ("default", "strict")}
+    assert len(during["default"]) > 100
+    assert len(during["strict"]) > 100
+    # A dead server: every default call is a miss or a skipped write, every strict call
+    # raises BackendUnavailableError, at once (the connection is refused). A thread's call
+    # shows the cost; a task's adds the event loop's lag, which the 500 tasks' own retries
+    # make reach about a second on 2 cores.
+    assert {c.outcome for c in during["default"]} <= {"miss", "done"}
+    assert {c.outcome for c in during["strict"]} == {"BackendUnavailableError"}
+    threads = [c for c in during["default"] + during["strict"] if c.kind == "thread"]
+    assert max(c.seconds for c in threads) < 0.5
+    assert max(c.seconds for c in run.work.calls) < 2.5  # tasks, and calls in flight at the kill
+    assert max(resumed.values()) < 5.0
+
+
+async def test_sigstop_freeze_then_thaw(run: Run) -> None:
+    models = await _outage(run, run.server.pause, 2.5)
+    run.back = time.monotonic()
+    await asyncio.to_thread(run.server.resume)
+    resumed = await _wait_for_hits(run)
+    await asyncio.sleep(0.3)
+    await _after(run)
+    types = _check_types(run)
+    _report("sigstop", run, exception_types=dict(types), resumed_after_s=resumed, models_s=models)
+
+    during = {c: run.calls(c, "during") for c in ("default", "strict")}
+    assert {c.outcome for c in during["default"]} <= {"miss", "done"}
+    assert {c.outcome for c in during["strict"]} == {"BackendUnavailableError"}
+    # A frozen server answers nothing: a thread's call waits for its socket timeout
+    # (0.5 s); a task's may first wait for a free connection of its loop's pool (up to
+    # 2 x 0.5 s), plus the event loop's lag. Never longer.
+    threads = [c for c in during["default"] + during["strict"] if c.kind == "thread"]
+    assert max(c.seconds for c in threads) < 1.2
+    assert max(c.seconds for c in run.work.calls) < 3.0
+    assert max(resumed.values()) < 5.0
+    # Replies the server sends on thawing, to requests that timed out, reach no caller
+    # (_after checked that no hit was ever another value than one written for its key).
