@@ -13,10 +13,28 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Deadlines", "Timer", "check_timer", "check_ttl"]
+__all__ = ["Deadlines", "Timer", "check_seconds", "check_timer", "check_ttl"]
 
 Timer = Callable[[], float]
 K = TypeVar("K", bound=Hashable)
+
+
+def check_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float number of seconds.
+
+    Raises:
+        TypeError: If ``value`` is not a real number (``bool`` and ``str`` are refused).
+        ValueError: If ``value`` is not finite, is negative, or is zero and
+            ``allow_zero`` is false.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{name} must be a number of seconds, not {type(value).__name__} ({value!r})"
+        raise TypeError(msg)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "greater than 0"
+        msg = f"{name} must be a finite number of seconds {bound}, not {value!r}"
+        raise ValueError(msg)
+    return float(value)
 
 
 def check_ttl(ttl: Any) -> float | None:
@@ -26,15 +44,7 @@ def check_ttl(ttl: Any) -> float | None:
         TypeError: If ``ttl`` is not a real number (``bool`` and ``str`` are refused).
         ValueError: If ``ttl`` is not finite and positive (``0``, negatives, NaN, inf).
     """
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        msg = f"ttl must be a number of seconds or None, not {type(ttl).__name__} ({ttl!r})"
-        raise TypeError(msg)
-    if not math.isfinite(ttl) or ttl <= 0:
-        msg = f"ttl must be a finite number of seconds greater than 0, not {ttl!r}"
-        raise ValueError(msg)
-    return float(ttl)
+    return None if ttl is None else check_seconds("ttl", ttl)
 
 
 def check_timer(timer: Any) -> Timer:

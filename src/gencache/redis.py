@@ -29,7 +29,7 @@ from langchain_core.outputs import Generation
 
 from gencache._base import Entry, StoreCache
 from gencache._keys import check_key, digest
-from gencache._ttl import check_ttl
+from gencache._ttl import check_seconds, check_ttl
 from gencache.errors import BackendError, BackendUnavailableError
 
 try:
@@ -155,7 +155,7 @@ class RedisCache(StoreCache):
         self._namespace = _check_namespace(namespace)
         self._prefix = namespace + ":"
         self._match = self._prefix + "[0-9a-f]" * 64
-        self._timeout = _check_timeout(socket_timeout)
+        self._timeout = check_seconds("socket_timeout", socket_timeout)
         if redis_ is not None:
             if url_or_client is not None:
                 msg = "give url_or_client or redis_, not both"
@@ -552,16 +552,6 @@ def _check_namespace(namespace: object) -> str:
         msg = f"namespace must be non-empty, without the glob characters * ? [ ] \\: {namespace!r}"
         raise ValueError(msg)
     return namespace
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        msg = f"socket_timeout must be a number of seconds, not {type(timeout).__name__}"
-        raise TypeError(msg)
-    if not math.isfinite(timeout) or timeout <= 0:
-        msg = f"socket_timeout must be a finite number of seconds > 0, not {timeout!r}"
-        raise ValueError(msg)
-    return float(timeout)
 
 
 def _redact(url: str) -> str:

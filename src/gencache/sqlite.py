@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from gencache._base import Entry, StoreCache
 from gencache._policies import Policy, check_maxsize
-from gencache._ttl import Timer, check_timer, check_ttl
+from gencache._ttl import Timer, check_seconds, check_timer, check_ttl
 from gencache.errors import BackendError, BackendUnavailableError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCache", "default_path"]
@@ -209,13 +209,7 @@ class SQLiteCache(StoreCache):
         self._ttl = check_ttl(ttl)
         self._policy = Policy.parse(policy)
         self._timer = check_timer(timer)
-        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
-            msg = f"busy_timeout must be a number of seconds, not {type(busy_timeout).__name__}"
-            raise TypeError(msg)
-        if not 0 <= busy_timeout < float("inf"):
-            msg = f"busy_timeout must be a finite number of seconds >= 0, not {busy_timeout!r}"
-            raise ValueError(msg)
-        self._busy_timeout = float(busy_timeout)
+        self._busy_timeout = check_seconds("busy_timeout", busy_timeout, allow_zero=True)
         self._path = _check_path(path)
         self._lru = self._policy.refresh_on_use
         self._upsert = _UPSERT_LRU if self._lru else _UPSERT
