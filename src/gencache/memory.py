@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Any
 
 from langchain_core.outputs import Generation
@@ -78,17 +78,19 @@ class InMemoryCache(GenCache):
         self._lock = threading.Lock()
         self._cells: Cells = {}
         self._get = self._cells.get
-        self._size = 0
         self._deadlines: Deadlines[int] | None = None
         # Oldest first. A plain FIFO cache only ever removes its oldest slot, so a deque
         # suffices; LRU and TTL remove from the middle and need an OrderedDict, keyed by
         # id(slot) (unique while the queue holds the slot).
         self._fifo: deque[Slot] | None = None
         self._queue: OrderedDict[int, Slot] | None = None
+        # ``_order`` is whichever of the two is in use: every live slot is in it exactly
+        # once, so its length is the cache's size.
+        self._order: Sized
         if self._ttl is None and not self._lru:
-            self._fifo = deque()
+            self._fifo = self._order = deque()
         else:
-            self._queue = OrderedDict()
+            self._queue = self._order = OrderedDict()
         if self._ttl is not None:
             self._deadlines = Deadlines(self._ttl)
         self._shared_llm_strings: dict[str, str] = {}
@@ -214,7 +216,7 @@ class InMemoryCache(GenCache):
             else:
                 if (
                     self._maxsize is not None
-                    and self._size >= self._maxsize
+                    and len(self._order) >= self._maxsize
                     # Prefer dropping an expired entry to evicting a live one.
                     and not (deadlines is not None and self._purge(now, 1))
                 ):
@@ -222,7 +224,6 @@ class InMemoryCache(GenCache):
                     fifo = self._fifo
                     if fifo is not None and cells.get(fifo[0][PROMPT]) is fifo[0]:
                         del cells[fifo.popleft()[PROMPT]]
-                        self._size -= 1
                         self._evictions += 1
                     else:
                         self._evict()
@@ -240,7 +241,6 @@ class InMemoryCache(GenCache):
                     self._fifo.append(slot)
                 else:
                     self._queue[id(slot)] = slot  # type: ignore[index]
-                self._size += 1
             if deadlines is not None:
                 deadlines.set(id(slot), now)
             self._updates += 1
@@ -261,7 +261,6 @@ class InMemoryCache(GenCache):
             if self._deadlines is not None:
                 self._deadlines.clear()
             self._shared_llm_strings.clear()
-            self._size = 0
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         """Async :meth:`lookup`: runs inline, as the work is O(1) and never waits on I/O."""
@@ -279,7 +278,7 @@ class InMemoryCache(GenCache):
         """Return the number of live (unexpired) entries."""
         with self._lock:
             self._purge(self._timer(), None)
-            return self._size
+            return len(self._order)
 
     def stats(self) -> CacheStats:
         """Return a snapshot of the counters; expired entries are purged first."""
@@ -291,7 +290,7 @@ class InMemoryCache(GenCache):
                 updates=self._updates,
                 evictions=self._evictions,
                 expirations=self._expirations,
-                size=self._size,
+                size=len(self._order),
                 maxsize=self._maxsize,
             )
 
@@ -319,9 +318,7 @@ class InMemoryCache(GenCache):
     # -- helpers; the caller holds the lock ---------------------------------------------
 
     def _share(self, llm_string: str) -> str:
-        last = self._last_llm_string
-        if llm_string == last:  # the usual case: a compare, not a hash
-            return last
+        # update() has already compared with the last llm_string (the usual case).
         shared = self._shared_llm_strings.get(llm_string)
         if shared is None:
             if len(self._shared_llm_strings) >= _MAX_SHARED_LLM_STRINGS:
@@ -338,7 +335,6 @@ class InMemoryCache(GenCache):
             if self._deadlines is not None:
                 self._deadlines.discard(key)
         remove(self._cells, victim)
-        self._size -= 1
         self._evictions += 1
 
     def _remove(self, slot: Slot) -> None:
@@ -347,7 +343,6 @@ class InMemoryCache(GenCache):
         self._queue.pop(id(slot), None)  # type: ignore[union-attr]
         if self._deadlines is not None:
             self._deadlines.discard(id(slot))
-        self._size -= 1
 
     def _purge(self, now: float, limit: int | None) -> int:
         """Remove up to ``limit`` expired entries (all if ``None``); return how many."""
@@ -356,7 +351,6 @@ class InMemoryCache(GenCache):
         removed = 0
         for key in self._deadlines.pop_expired(now, limit):
             remove(self._cells, self._queue.pop(key))  # type: ignore[union-attr]
-            self._size -= 1
             removed += 1
         self._expirations += removed
         return removed
