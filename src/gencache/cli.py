@@ -55,7 +55,9 @@ def _open(target: str, namespace: str, *, create: bool = False) -> StoreCache:
         from gencache.redis import RedisCache
 
         cache = RedisCache(target, namespace=namespace, strict=True)
-        len(cache)  # reach the server now, so that a bad URL fails with a clear message
+        # Reach the server now (one GET; strict raises), so that a bad URL or password
+        # fails with a clear message before any output. len() would SCAN everything.
+        cache.lookup("", "")
         return cache
     from gencache.sqlite import SQLiteCache
 
@@ -63,10 +65,7 @@ def _open(target: str, namespace: str, *, create: bool = False) -> StoreCache:
     if not create and not path.exists():
         msg = f"no such cache file: {path}"
         raise CLIError(msg)
-    if path.is_dir():
-        msg = f"{path} is a directory, not a gencache SQLite file"
-        raise CLIError(msg)
-    return SQLiteCache(path, strict=True)
+    return SQLiteCache(path, strict=True)  # refuses directories and foreign files itself
 
 
 def _model(llm_string: str) -> str:
