@@ -193,6 +193,24 @@ def test_re_updating_a_key_in_a_full_cache_evicts_nothing(make_cache: Factory) -
     assert cache.stats().evictions == 0
 
 
+@pytest.mark.parametrize("make_cache", backends_with("maxsize", "policy"), indirect=True)
+@pytest.mark.parametrize("policy", ["fifo", "lru"])
+def test_evicting_one_configuration_of_a_prompt_keeps_the_others(
+    make_cache: Factory, policy: str
+) -> None:
+    # One prompt sent to three models, then two new prompts: the two oldest pairs go.
+    cache = make_cache(maxsize=3, policy=policy)
+    for model in "abc":
+        cache.update(P, model, gens(model))
+    cache.update("other prompt", "a", gens("other"))
+    cache.update("a third prompt", "a", gens("third"))
+    assert [cache.lookup(P, m) for m in "abc"] == [None, None, gens("c")]
+    assert cache.lookup("other prompt", "a") == gens("other")
+    assert cache.lookup("a third prompt", "a") == gens("third")
+    assert len(cache) == 3
+    assert cache.stats().evictions == 2
+
+
 @pytest.mark.parametrize("make_cache", backends_with("maxsize"), indirect=True)
 def test_maxsize_one(make_cache: Factory) -> None:
     cache = make_cache(maxsize=1)
