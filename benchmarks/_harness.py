@@ -104,11 +104,16 @@ def table(results: Sequence[Result], baseline: str, ours: str) -> str:
     ]
     for r in results:
         base, mine = r.values.get(baseline), r.values.get(ours)
-        ratio = f"{mine / base:.2f}×" if base and mine is not None else "n/a"
+        ratio = _ratio(mine / base) if base and mine is not None else "n/a"
         lines.append(
             f"| {r.name} | {_fmt(base, r.unit)} | {_fmt(mine, r.unit)} | {ratio} | {r.note} |"
         )
     return "\n".join(lines)
+
+
+def _ratio(ratio: float) -> str:
+    # Below 0.1, two decimals would print 0.00×: give the inverse too.
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.4f}× (1/{1 / ratio:,.0f})"
 
 
 def _fmt(value: float | None, unit: str) -> str:
