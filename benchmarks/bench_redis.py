@@ -7,7 +7,8 @@ latency per operation (µs) and the ratio ours / LangChain's (below 1 is faster)
 
 Data: ~500-character prompts, a ~330-character llm_string, one ChatGeneration whose
 AIMessage holds about 1 KB. LangChain's cache uses database 1 (its ``clear`` is FLUSHDB),
-ours database 0 under a namespace.
+ours database 0 under a namespace. Both use the same redis-py, with ``hiredis`` when it
+is installed (the header says which): it changes how both parse replies.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from functools import partial
 from typing import Any
 
 import redis.client
+from redis.utils import HIREDIS_AVAILABLE
 
 from _harness import LLM_STRING, environment, fresh, generation, prompt
 from gencache import InMemoryCache
@@ -229,7 +231,11 @@ def main() -> None:
         caches[OURS].clear()
         lc_client.flushdb()
         lc_client.close()
-    print(f"RedisCache benchmark — {environment()}, redis-server on loopback\n")
+    parser_name = "hiredis" if HIREDIS_AVAILABLE else "pure-Python parser"
+    print(
+        f"RedisCache benchmark — {environment()}, redis-server on loopback, "
+        f"redis-py {redis.__version__} ({parser_name}) for both caches\n"
+    )
     print(f"| workload | {LC} (median / p90 µs) | {OURS} (median / p90 µs) | ratio | note |")
     print("|---|---:|---:|---:|---|")
     print("\n".join(rows))

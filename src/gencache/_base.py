@@ -178,6 +178,14 @@ class StoreCache(GenCache):
     def _get(self, key: str) -> bytes | None:
         """Return the live payload stored under ``key``, or ``None``."""
 
+    def _get_entry(self, key: str, prompt: str, llm_string: str) -> bytes | None:
+        """:meth:`_get` for the pair whose key is ``key``: what lookups call.
+
+        A backend that stores the pair with the payload overrides it to check the stored
+        pair against this one directly (a byte comparison, cheaper than hashing it again).
+        """
+        return self._get(key)
+
     @abstractmethod
     def _set(self, key: str, prompt: str, llm_string: str, payload: bytes) -> None:
         """Store ``payload`` under ``key`` (with its prompt and llm_string)."""
@@ -211,6 +219,9 @@ class StoreCache(GenCache):
 
     async def _aget(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._get, key)
+
+    async def _aget_entry(self, key: str, prompt: str, llm_string: str) -> bytes | None:
+        return await self._aget(key)
 
     async def _aset(self, key: str, prompt: str, llm_string: str, payload: bytes) -> None:
         await asyncio.to_thread(self._set, key, prompt, llm_string, payload)
@@ -265,7 +276,7 @@ class StoreCache(GenCache):
         """
         key = digest(prompt, llm_string)
         try:
-            payload = self._get(key)
+            payload = self._get_entry(key, prompt, llm_string)
         except BackendError as exc:
             self._failed(exc, "lookup")
             next(self._misses)
@@ -303,7 +314,7 @@ class StoreCache(GenCache):
         """Async :meth:`lookup`; never blocks the event loop."""
         key = digest(prompt, llm_string)
         try:
-            payload = await self._aget(key)
+            payload = await self._aget_entry(key, prompt, llm_string)
         except BackendError as exc:
             self._failed(exc, "lookup")
             next(self._misses)

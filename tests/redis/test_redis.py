@@ -156,6 +156,37 @@ def test_a_key_of_another_type_is_a_miss_and_is_deleted(make: MakeCache, raw: Re
     assert raw.exists(key) == 0
 
 
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        (("ab", "c"), ("a", "bc")),  # the same bytes, split elsewhere
+        (("ab", "c"), ("a", "c")),  # a prefix of the prompt
+        ((P, L + " "), (P, L)),  # a prefix of the llm_string
+        ((P + "\ud800", L), (P + "\udc00", L)),  # lone surrogates
+        (("é", L), ("e\u0301", L)),  # canonically equal, different code points
+    ],
+    ids=["split", "prompt-prefix", "llm_string-prefix", "surrogate", "normalization"],
+)
+def test_an_entry_copied_to_a_near_pair_is_a_miss(
+    make: MakeCache, raw: Redis, stored: tuple[str, str], asked: tuple[str, str]
+) -> None:
+    # A lookup compares the stored pair with its own, byte for byte; the key-only read
+    # (_get, which the template no longer calls) compares its digest with the key.
+    cache = make()
+    cache.update(*stored, gens("stored"))
+    value = raw.get(f"{cache.namespace}:{digest(*stored)}")
+    assert value is not None
+    raw.set(f"{cache.namespace}:{digest(*asked)}", value)
+    refused = cache._get(digest(*asked))
+    assert refused is not None
+    assert refused.startswith(b"\x00")  # a payload the codec refuses at its first byte
+    assert cache.lookup(*asked) is None
+    assert cache.lookup(*stored) == gens("stored")
+    assert cache._get(digest(*stored)) == codec.encode(gens("stored"))
+    cache.update(*asked, gens("asked"))
+    assert cache.lookup(*asked) == gens("asked")
+
+
 def test_the_bad_value_is_not_deleted_if_a_writer_replaced_it(make: MakeCache, raw: Redis) -> None:
     # The compare-and-delete keeps a value written between the GET and the delete.
     cache = make()
@@ -164,8 +195,8 @@ def test_the_bad_value_is_not_deleted_if_a_writer_replaced_it(make: MakeCache, r
     real_get = raw.get
 
     class Racing(RedisCache):
-        def _get(self, key: str) -> bytes | None:
-            payload = super()._get(key)
+        def _get_entry(self, key: str, prompt: str, llm_string: str) -> bytes | None:
+            payload = super()._get_entry(key, prompt, llm_string)
             cache.update(P, L, gens("concurrent write"))
             return payload
 
