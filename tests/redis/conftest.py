@@ -34,6 +34,16 @@ def server() -> RedisServer:
 
 
 @pytest.fixture
+def own() -> Iterator[RedisServer]:
+    """A server of this test's own, to stop, restart or pause without harming others."""
+    from tests.backends.redis import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def raw(server: RedisServer) -> Iterator[Redis]:
     """A plain client on the shared server, to arrange and inspect keys directly."""
     with server.client() as client:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Iterator
 
 import pytest
 from redis.client import Redis
@@ -19,13 +18,6 @@ from tests.backends.redis import RedisServer
 from tests.helpers import gens
 
 P, L = "prompt", "llm"
-
-
-@pytest.fixture
-def own() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def received(raw: Redis) -> int:

@@ -9,10 +9,9 @@ import asyncio
 import functools
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from redis.client import Redis
 
 from gencache.redis import RedisCache
@@ -40,13 +39,6 @@ def served_locally(cache: RedisCache, raw: Redis, prompt: str = P) -> bool:
     """Look ``prompt`` up; whether the hit was answered without a GET."""
     before = gets(raw)
     return cache.lookup(prompt, L) is not None and gets(raw) == before
-
-
-@pytest.fixture
-def own() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def test_repeated_hits_do_not_reach_redis(make: MakeCache, raw: Redis) -> None:
