@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,24 @@ def per_op_ns(op: Callable[[], object], n: int) -> float:
     start = time.perf_counter_ns()
     op()
     return (time.perf_counter_ns() - start) / n
+
+
+def run_threads(jobs: Sequence[Callable[[], object]]) -> int:
+    """Run each job in a thread of its own, released together; return the wall time (ns)."""
+    barrier = threading.Barrier(len(jobs) + 1)
+
+    def start(job: Callable[[], object]) -> None:
+        barrier.wait()
+        job()
+
+    pool = [threading.Thread(target=start, args=(job,)) for job in jobs]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    began = time.perf_counter_ns()
+    for thread in pool:
+        thread.join()
+    return time.perf_counter_ns() - began
 
 
 def table(results: Sequence[Result], baseline: str, ours: str) -> str:

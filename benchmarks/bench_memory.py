@@ -10,10 +10,10 @@ import argparse
 import asyncio
 import gc
 import random
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from langchain_core.caches import InMemoryCache as LangChainCache
@@ -29,6 +29,7 @@ from _harness import (
     interleave,
     per_op_ns,
     prompt,
+    run_threads,
     table,
 )
 from gencache import InMemoryCache
@@ -233,30 +234,21 @@ def bench_threads(rounds: int, ops: int, threads: int = 4) -> Result:
     value = generation(0)
     errors: dict[str, int] = dict.fromkeys(CONTENDERS, 0)
 
+    def read_through(name: str, cache: Any, picks: list[int]) -> None:
+        for i in picks:
+            try:
+                if cache.lookup(keys[i], LLM_STRING) is None:
+                    cache.update(keys[i], LLM_STRING, value)
+            except KeyError:
+                errors[name] += 1
+
     def runner(name: str, make: Factory) -> Callable[[], float]:
         def run() -> float:
             cache = make(maxsize=500)
-            barrier = threading.Barrier(threads + 1)
-
-            def work(seed: int) -> None:
-                rng = random.Random(seed)
-                picks = [rng.randrange(len(keys)) for _ in range(ops)]
-                barrier.wait()
-                for i in picks:
-                    try:
-                        if cache.lookup(keys[i], LLM_STRING) is None:
-                            cache.update(keys[i], LLM_STRING, value)
-                    except KeyError:
-                        errors[name] += 1
-
-            pool = [threading.Thread(target=work, args=(s,)) for s in range(threads)]
-            for t in pool:
-                t.start()
-            barrier.wait()
-            start = time.perf_counter_ns()
-            for t in pool:
-                t.join()
-            return (time.perf_counter_ns() - start) / (threads * ops)
+            rngs = [random.Random(seed) for seed in range(threads)]
+            plans = [[rng.randrange(len(keys)) for _ in range(ops)] for rng in rngs]
+            elapsed = run_threads([partial(read_through, name, cache, plan) for plan in plans])
+            return elapsed / (threads * ops)
 
         return run
 

@@ -20,7 +20,6 @@ import socket
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from typing import Any
 import redis.client
 from redis.utils import HIREDIS_AVAILABLE
 
-from _harness import LLM_STRING, environment, fresh, generation, prompt
+from _harness import LLM_STRING, environment, fresh, generation, prompt, run_threads
 from gencache import InMemoryCache
 from gencache.redis import RedisCache
 
@@ -143,28 +142,19 @@ def bench_threads(caches: dict[str, Any], rounds: int, ops: int, threads: int = 
     keys = [prompt(50_000 + i) for i in range(2_000)]
     value = generation(1)
 
-    def runner(cache: Any) -> Callable[[list[float]], None]:
-        def work(seed: int, out: list[float], barrier: threading.Barrier) -> None:
-            rng = random.Random(seed)
-            picks = [keys[rng.randrange(len(keys))] for _ in range(ops)]
-            barrier.wait()
-            for k in picks:
-                start = time.perf_counter_ns()
-                if cache.lookup(k, LLM_STRING) is None:
-                    cache.update(k, LLM_STRING, value)
-                out.append((time.perf_counter_ns() - start) / 1_000)
+    def work(cache: Any, picks: list[str], out: list[float]) -> None:
+        for k in picks:
+            start = time.perf_counter_ns()
+            if cache.lookup(k, LLM_STRING) is None:
+                cache.update(k, LLM_STRING, value)
+            out.append((time.perf_counter_ns() - start) / 1_000)
 
+    def runner(cache: Any) -> Callable[[list[float]], None]:
         def run(out: list[float]) -> None:
-            barrier = threading.Barrier(threads)
+            rngs = [random.Random(random.random()) for _ in range(threads)]
+            plans = [[keys[rng.randrange(len(keys))] for _ in range(ops)] for rng in rngs]
             outs: list[list[float]] = [[] for _ in range(threads)]
-            pool = [
-                threading.Thread(target=work, args=(random.random(), outs[t], barrier))
-                for t in range(threads)
-            ]
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join()
+            run_threads([partial(work, cache, p, o) for p, o in zip(plans, outs, strict=True)])
             for o in outs:
                 out.extend(o)
 

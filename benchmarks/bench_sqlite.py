@@ -17,15 +17,15 @@ import shutil
 import sqlite3
 import statistics
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import LLM_STRING, environment, fresh, generation, prompt
+from _harness import LLM_STRING, environment, fresh, generation, prompt, run_threads
 from gencache.sqlite import SQLiteCache
 
 warnings.filterwarnings("ignore")  # langchain_community's deprecation notices, per call
@@ -117,34 +117,27 @@ def bench_threads(c: Contenders, rounds: int, n: int, threads: int = 4) -> Row:
     errors = dict.fromkeys(c.caches, 0)
     rates: dict[str, list[float]] = {name: [] for name in c.caches}
 
-    def runner(name: str) -> Callable[[], list[float]]:
+    def work(name: str, plan: list[tuple[bool, str]], out: list[float]) -> None:
         cache = c.caches[name]
+        for read, p in plan:
+            try:
+                if read:
+                    out.append(timed(cache.lookup, p, LLM_STRING))
+                else:
+                    out.append(timed(cache.update, p, LLM_STRING, VALUE))
+            except Exception:
+                errors[name] += 1
 
+    def runner(name: str) -> Callable[[], list[float]]:
         def run() -> list[float]:
+            rngs = [random.Random(t) for t in range(threads)]
+            plans = [
+                [(rng.random() < 0.8, rng.choice(c.prompts)) for _ in range(n)] for rng in rngs
+            ]
             out: list[list[float]] = [[] for _ in range(threads)]
-            barrier = threading.Barrier(threads + 1)
-
-            def work(t: int) -> None:
-                rng = random.Random(t)
-                plan = [(rng.random() < 0.8, rng.choice(c.prompts)) for _ in range(n)]
-                barrier.wait()
-                for read, p in plan:
-                    try:
-                        if read:
-                            out[t].append(timed(cache.lookup, p, LLM_STRING))
-                        else:
-                            out[t].append(timed(cache.update, p, LLM_STRING, VALUE))
-                    except Exception:
-                        errors[name] += 1
-
-            pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-            for thread in pool:
-                thread.start()
-            barrier.wait()
-            start = time.perf_counter()
-            for thread in pool:
-                thread.join()
-            rates[name].append(threads * n / (time.perf_counter() - start))
+            jobs = [partial(work, name, p, o) for p, o in zip(plans, out, strict=True)]
+            elapsed = run_threads(jobs)
+            rates[name].append(threads * n / (elapsed / 1e9))
             return [x for xs in out for x in xs]
 
         return run
