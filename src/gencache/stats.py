@@ -4,13 +4,47 @@ from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-__all__ = ["CacheStats"]
+__all__ = ["CacheStats", "Savings"]
 
 #: Whether this interpreter runs with the GIL (always true before CPython 3.13).
 GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    """What hits saved: provider calls, tokens, seconds, money.
+
+    Attributes:
+        calls: Provider calls not made.
+        input_tokens: Prompt tokens not billed.
+        output_tokens: Completion tokens not billed.
+        seconds: Provider seconds not waited (for entries whose time was measured).
+        money: In the price table's currency, or ``None`` when no price was known for
+            any of the models.
+    """
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    money: float | None = None
+
+    def __add__(self, other: Savings) -> Savings:
+        money = None
+        if self.money is not None or other.money is not None:
+            money = (self.money or 0.0) + (other.money or 0.0)
+        return Savings(
+            self.calls + other.calls,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.seconds + other.seconds,
+            money,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +59,13 @@ class CacheStats:
         expirations: Entries removed because their TTL had passed.
         size: Live entries at the time of the snapshot.
         maxsize: The size bound, or ``None`` when unbounded.
+        bypassed: Lookups not made because ``gencache.control(read=False)`` was in force.
+        skipped: Writes not made: ``control(write=False)``, an empty answer, or an
+            answer the codec cannot store.
+        refused: Writes the ``admit=`` hook refused.
+        coalesced: Lookups answered by another caller's provider call (single-flight).
+        saved: What this process's hits saved: calls, tokens, seconds, money.
+        by_model: :attr:`saved` per model name (read-only).
     """
 
     hits: int
@@ -34,6 +75,12 @@ class CacheStats:
     expirations: int
     size: int
     maxsize: int | None
+    bypassed: int = 0
+    skipped: int = 0
+    refused: int = 0
+    coalesced: int = 0
+    saved: Savings = field(default_factory=Savings)
+    by_model: Mapping[str, Savings] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def lookups(self) -> int:

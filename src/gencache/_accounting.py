@@ -1,0 +1,390 @@
+"""Accounting: what each cached answer cost, and what the hits saved.
+
+At ``update`` time the cache records, per entry, what the original call cost: input and
+output tokens (``usage_metadata`` of chat messages; ``token_usage`` / ``usage`` in a
+generation's ``generation_info`` for LLMs), the model (``response_metadata`` first, else
+the ``llm_string``), and how long the provider took (from this thread's or task's miss of
+the same key to its update, when known). Each hit adds that cost to the cache's savings,
+per model and in total; money is computed from a price table when one is given.
+
+Opt-in changes to what a hit returns (new objects, never the cached ones):
+``zero_usage_on_hit`` sets a hit's ``usage_metadata`` token counts to 0 (the original
+counts kept under ``response_metadata["gencache"]["usage"]``), so usage callbacks report
+billed tokens only; ``mark_hits`` adds ``response_metadata["gencache"] = {"hit": True,
+"age_s": ..., "backend": ...}``. Canonical keys ignore both fields, so neither changes a
+later turn's key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, cast
+
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, Generation
+
+from gencache._savings import SavingsBook, SavingsStore
+from gencache.stats import Savings
+
+__all__ = [
+    "GENAI_PRICES",
+    "Accountant",
+    "Cost",
+    "Ledger",
+    "Pending",
+    "Prices",
+    "check_prices",
+    "cost_of",
+    "rewrite_hit",
+]
+
+#: ``{model: (input price, output price)}`` per million tokens, in any one currency.
+Prices = Mapping[str, tuple[float, float]]
+
+_MODEL_RE = re.compile(
+    r"""["'](?:model_name|model|model_id|deployment_name)["']\s*[:,]\s*["']([^"']{1,200})"""
+)
+_PENDING_MAX = 4_096  # misses remembered for provider timing (oldest dropped first)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one provider call cost.
+
+    Attributes:
+        model: The model name, or ``""`` when unknown.
+        input_tokens: Prompt tokens.
+        output_tokens: Completion tokens.
+        seconds: Provider time, or ``None`` when unknown.
+    """
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    seconds: float | None
+
+    def to_meta(self) -> dict[str, Any]:
+        """The cost as stored in an entry's document."""
+        meta: dict[str, Any] = {"model": self.model, "in": self.input_tokens}
+        meta["out"] = self.output_tokens
+        if self.seconds is not None:
+            meta["s"] = round(self.seconds, 6)
+        return meta
+
+    @classmethod
+    def from_meta(cls, meta: object) -> Cost | None:
+        """The cost stored in a document, or ``None`` if absent or malformed."""
+        if not isinstance(meta, dict):
+            return None
+        model, tin, tout, secs = meta.get("model"), meta.get("in"), meta.get("out"), meta.get("s")
+        if not isinstance(model, str) or not _count(tin) or not _count(tout):
+            return None
+        seconds = float(cast("float", secs)) if _number(secs) else None
+        return cls(model, cast("int", tin), cast("int", tout), seconds)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+GENAI_PRICES = "genai-prices"
+"""``prices="genai-prices"``: price from the offline data of the ``genai-prices`` package."""
+
+
+def check_prices(prices: object) -> dict[str, tuple[float, float]] | str | None:
+    """Return a validated copy of a price table, :data:`GENAI_PRICES`, or ``None``.
+
+    Raises:
+        TypeError: If it is not a mapping of model name to two numbers.
+        ValueError: If a price is negative or not finite.
+        ImportError: For ``"genai-prices"`` without the package (the ``prices`` extra).
+    """
+    if prices is None:
+        return None
+    if prices == GENAI_PRICES:
+        _genai_prices()  # fail now, with the install hint, not at the first hit
+        return GENAI_PRICES
+    if not isinstance(prices, Mapping):
+        kind = type(prices).__name__
+        msg = f"prices must be a mapping of model name to (input, output), not {kind}"
+        raise TypeError(msg)
+    table: dict[str, tuple[float, float]] = {}
+    for model, pair in prices.items():
+        if not isinstance(model, str) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            msg = f"prices[{model!r}] must be (input_per_million, output_per_million)"
+            raise TypeError(msg)
+        if not all(_number(p) for p in pair):
+            msg = f"prices[{model!r}] must be two finite numbers >= 0, not {pair!r}"
+            raise ValueError(msg)
+        table[model] = (float(pair[0]), float(pair[1]))
+    return table
+
+
+def _model(llm_string: str, generations: Sequence[Generation]) -> str:
+    for generation in generations:
+        message = getattr(generation, "message", None)
+        metadata = getattr(message, "response_metadata", None) or {}
+        for name in ("model_name", "model", "model_id"):
+            value = metadata.get(name)
+            if isinstance(value, str) and value:
+                return value[:200]
+    found = _MODEL_RE.search(llm_string[:100_000])
+    return found.group(1) if found else ""
+
+
+def _tokens(generations: Sequence[Generation]) -> tuple[int, int]:
+    tin = tout = 0
+    for generation in generations:
+        message = getattr(generation, "message", None)
+        usage = getattr(message, "usage_metadata", None)
+        if isinstance(usage, Mapping):
+            tin += _int(usage.get("input_tokens"))
+            tout += _int(usage.get("output_tokens"))
+            continue
+        info = generation.generation_info or {}
+        usage = info.get("token_usage") or info.get("usage")
+        if isinstance(usage, Mapping):
+            tin += _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+            tout += _int(usage.get("completion_tokens", usage.get("output_tokens")))
+    return tin, tout
+
+
+def _int(value: object) -> int:
+    return int(value) if _count(value) else 0  # type: ignore[call-overload]
+
+
+def cost_of(llm_string: str, generations: Sequence[Generation], seconds: float | None) -> Cost:
+    """What the call that produced ``generations`` cost. O(len(generations))."""
+    tin, tout = _tokens(generations)
+    return Cost(_model(llm_string, generations), tin, tout, seconds)
+
+
+class Pending:
+    """When this process's misses happened, per caller and key, for provider timing.
+
+    Thread-safe; bounded (the oldest of 4,096 is forgotten). O(1) per call.
+    """
+
+    def __init__(self) -> None:
+        self._since: OrderedDict[tuple[Hashable, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, owner: Hashable, digest: str) -> None:
+        """Remember that ``owner`` missed ``digest`` now."""
+        with self._lock:
+            self._since[owner, digest] = time.monotonic()
+            if len(self._since) > _PENDING_MAX:
+                self._since.popitem(last=False)
+
+    def took(self, owner: Hashable, digest: str) -> float | None:
+        """Seconds since ``owner`` missed ``digest`` (and forget it), or ``None``."""
+        with self._lock:
+            since = self._since.pop((owner, digest), None)
+        return None if since is None else time.monotonic() - since
+
+
+def _genai_prices() -> Any:
+    try:
+        import genai_prices
+    except ImportError as exc:
+        msg = "prices='genai-prices' needs the genai-prices package: pip install 'gencache[prices]'"
+        raise ImportError(msg, name="genai_prices") from exc
+    return genai_prices
+
+
+class Ledger:
+    """Savings per model, thread-safe. O(1) per hit (a table lookup, or genai-prices')."""
+
+    def __init__(self, prices: Mapping[str, tuple[float, float]] | str | None) -> None:
+        self._genai = _genai_prices() if prices == GENAI_PRICES else None
+        self._prices = dict(prices) if isinstance(prices, Mapping) else {}
+        self._by_model: dict[str, Savings] = {}
+        self._lock = threading.Lock()
+
+    def _from_genai_prices(self, cost: Cost) -> float | None:
+        """The price from genai-prices' bundled data (never fetched: no network)."""
+        if self._genai is None or not cost.model:
+            return None
+        usage = self._genai.Usage(input_tokens=cost.input_tokens, output_tokens=cost.output_tokens)
+        try:
+            return float(self._genai.calc_price(usage, model_ref=cost.model).total_price)
+        except Exception:  # an unknown model: no price
+            return None
+
+    def price(self, cost: Cost) -> float | None:
+        """The money a call of ``cost`` is worth, or ``None`` without a price."""
+        if self._genai is not None:
+            return self._from_genai_prices(cost)
+        price = self._prices.get(cost.model)
+        if price is None and cost.model:
+            price = _lookup_price(self._prices, cost.model)
+        if price is None:
+            return None
+        return (cost.input_tokens * price[0] + cost.output_tokens * price[1]) / 1e6
+
+    def add(self, cost: Cost, calls: int = 1) -> float | None:
+        """Count ``calls`` hits of an entry whose call cost ``cost``; return the money."""
+        money = self.price(cost)
+        saved = Savings(
+            calls,
+            calls * cost.input_tokens,
+            calls * cost.output_tokens,
+            calls * (cost.seconds or 0.0),
+            None if money is None else calls * money,
+        )
+        with self._lock:
+            self._by_model[cost.model] = self._by_model.get(cost.model, Savings()) + saved
+        return None if money is None else calls * money
+
+    def snapshot(self) -> tuple[Savings, Mapping[str, Savings]]:
+        """The total and a read-only per-model view."""
+        with self._lock:
+            by_model = dict(self._by_model)
+        total = Savings()
+        for saved in by_model.values():
+            total += saved
+        return total, MappingProxyType(by_model)
+
+
+def _lookup_price(prices: dict[str, tuple[float, float]], model: str) -> tuple[float, float] | None:
+    """A dated model name (``gpt-4o-mini-2024-07-18``) priced by its base name."""
+    best = ""
+    for name in prices:
+        if model.startswith(name) and len(name) > len(best):
+            best = name
+    return prices[best] if best else None
+
+
+def _zeroed(usage: dict[str, Any]) -> dict[str, Any]:
+    """Every token count of a usage dict (and its ``*_details``) set to 0."""
+    for name, value in usage.items():
+        if isinstance(value, dict):
+            usage[name] = _zeroed(dict(value))
+        elif _count(value):
+            usage[name] = 0
+    return usage
+
+
+def rewrite_hit(
+    generations: list[Generation],
+    *,
+    zero_usage: bool,
+    mark: dict[str, Any] | None,
+) -> list[Generation]:
+    """A hit's generations with zeroed usage and/or a hit mark: new objects, O(n).
+
+    Only chat generations with an ``AIMessage`` change; others are returned as they are.
+    """
+    out: list[Generation] = []
+    for generation in generations:
+        message = getattr(generation, "message", None)
+        if not isinstance(generation, ChatGeneration) or not isinstance(message, AIMessage):
+            out.append(generation)
+            continue
+        update: dict[str, Any] = {}
+        info: dict[str, Any] = dict(mark or {})
+        usage = message.usage_metadata
+        if zero_usage and usage is not None:
+            info["usage"] = dict(usage)
+            update["usage_metadata"] = _zeroed(dict(usage))
+        if info:
+            update["response_metadata"] = {**message.response_metadata, "gencache": info}
+        if not update:
+            out.append(generation)
+            continue
+        new = message.model_copy(update=update)
+        out.append(ChatGeneration(message=new, generation_info=generation.generation_info))
+    return out
+
+
+class Accountant:
+    """The accounting step of the cache template: costs in, savings out. Thread-safe.
+
+    Args:
+        prices: A price table, ``"genai-prices"``, or ``None``.
+        savings: Where a persistent store keeps savings across processes, or ``None``.
+        zero_usage: Rewrite hits with zero token counts (``zero_usage_on_hit``).
+        mark: Rewrite hits with ``response_metadata["gencache"]`` (``mark_hits``).
+        backend: The cache's class name, for the hit mark.
+    """
+
+    def __init__(
+        self,
+        prices: Mapping[str, tuple[float, float]] | str | None,
+        savings: SavingsStore | None,
+        *,
+        zero_usage: bool,
+        mark: bool,
+        backend: str,
+    ) -> None:
+        self.ledger = Ledger(prices)
+        self.pending = Pending()
+        self._savings = savings
+        self._book = None if savings is None else SavingsBook(savings)
+        self._zero_usage, self._mark, self._backend = zero_usage, mark, backend
+
+    def cost_meta(
+        self, llm_string: str, generations: Sequence[Generation], seconds: float | None
+    ) -> dict[str, Any]:
+        """What to store with an entry about the call that produced it."""
+        return cost_of(llm_string, generations, seconds).to_meta()
+
+    def saved(self, digest: str, cost: Cost) -> None:
+        """Count one hit of ``digest`` whose call cost ``cost``."""
+        money = self.ledger.add(cost)
+        if self._book is not None:
+            saved = Savings(1, cost.input_tokens, cost.output_tokens, cost.seconds or 0.0, money)
+            self._book.add(digest, cost.model, saved)
+
+    def hit(
+        self, digest: str, value: list[Generation], meta: Mapping[str, Any], age: float | None
+    ) -> list[Generation]:
+        """A hit read from the store: count its saving; rewrite it if asked to."""
+        cost = Cost.from_meta(meta.get("cost"))
+        if cost is not None:
+            self.saved(digest, cost)
+        if not (self._zero_usage or self._mark):
+            return value
+        mark: dict[str, Any] | None = None
+        if self._mark:
+            rounded = None if age is None else round(max(0.0, age), 3)
+            mark = {"hit": True, "age_s": rounded, "backend": self._backend}
+        return rewrite_hit(value, zero_usage=self._zero_usage, mark=mark)
+
+    def shared(
+        self, digest: str, llm_string: str, value: list[Generation], seconds: float | None
+    ) -> None:
+        """Count the saving of an answer shared by another caller's call (single-flight)."""
+        self.saved(digest, cost_of(llm_string, value, seconds))
+
+    def flush(self) -> None:
+        """Write the batched savings to the store now."""
+        if self._book is not None:
+            self._book.flush()
+
+    def stored(self) -> dict[str, Savings]:
+        """The store's totals per model (``{}`` without a savings store)."""
+        if self._savings is None:
+            return {}
+        self.flush()
+        return self._savings.savings()
+
+    def finalizer(self) -> Callable[[], None] | None:
+        """What to call at exit so that batched savings are not lost."""
+        return None if self._book is None else self._book.flush
