@@ -102,7 +102,11 @@ def test_export_then_import_round_trips(db: Path, tmp_path: Path) -> None:
 
 def test_import_reports_the_bad_line(tmp_path: Path) -> None:
     dump = tmp_path / "bad.jsonl"
-    good = {"prompt": "p", "llm_string": "l", "generations": {"v": 1, "g": []}}
+    good = {
+        "prompt": "p",
+        "llm_string": "l",
+        "generations": {"v": 1, "g": [{"t": "gen", "text": "x"}]},
+    }
     dump.write_text(json.dumps(good) + "\n{not json\n")
     result = gencache("import", str(tmp_path / "t.sqlite3"), str(dump))
     assert result.returncode == 1
