@@ -4,8 +4,9 @@ Run: ``python benchmarks/bench_sqlite.py [--quick]``. Both caches use a fresh fi
 temporary directory of the same file system and the same data (a ~500-character prompt,
 the ~330-character llm_string, one ``ChatGeneration`` of about 1 KB). Every operation is
 timed on its own; rounds alternate between the contenders so that machine drift hits
-both alike. Prints markdown tables of the median and p90 per operation, the speed-up
-(LangChain's median / ours), and the throughput of several processes sharing our file.
+both alike. Prints markdown tables of the median, p90, p99 and max per operation, the
+speed-up (LangChain's median / ours), and the throughput of several processes sharing
+our file.
 """
 
 from __future__ import annotations
@@ -43,10 +44,6 @@ class Row:
     name: str
     samples: dict[str, list[float]]
     note: str = ""
-
-
-def p90(values: list[float]) -> float:
-    return statistics.quantiles(values, n=10)[-1]
 
 
 def timed(op: Callable[..., object], *args: Any) -> float:
@@ -223,21 +220,27 @@ def bench_processes(
 
 def render(rows: list[Row]) -> str:
     lines = [
-        f"| workload | {LC} median | {LC} p90 | {OURS} median | {OURS} p90 "
-        f"| speed-up (median) | note |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| workload | {LC} median / p90 / p99 / max | {OURS} median / p90 / p99 / max "
+        "| speed-up (median) | note |",
+        "|---|---:|---:|---:|---|",
     ]
     for row in rows:
-        cells = []
-        for name in (LC, OURS):
-            xs = row.samples.get(name)
-            cells += [f"{statistics.median(xs):,.1f} µs", f"{p90(xs):,.1f} µs"] if xs else ["–"] * 2
+        cells = [spread(row.samples.get(name)) for name in (LC, OURS)]
         base, ours = row.samples.get(LC), row.samples.get(OURS)
         ratio = (
             f"{statistics.median(base) / statistics.median(ours):.1f}×" if base and ours else "–"
         )
         lines.append(f"| {row.name} | {' | '.join(cells)} | {ratio} | {row.note} |")
     return "\n".join(lines)
+
+
+def spread(xs: list[float] | None) -> str:
+    """``median / p90 / p99 / max`` in µs, or a dash."""
+    if not xs:
+        return "–"
+    cuts = statistics.quantiles(xs, n=100)
+    figures = (statistics.median(xs), cuts[89], cuts[98], max(xs))
+    return " / ".join(f"{x:,.1f}" for x in figures) + " µs"
 
 
 def main() -> None:

@@ -157,4 +157,4 @@ def _make(**options: Any) -> GenCache:
     return RedisCache(shared_server().url, namespace=f"test-{uuid.uuid4().hex}", **options)
 
 
-BACKEND = Backend("redis", _make, frozenset({"ttl"}))
+BACKEND = Backend("redis", _make, frozenset({"ttl", "server_ttl"}))

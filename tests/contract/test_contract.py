@@ -365,6 +365,12 @@ def test_stats_snapshot_is_immutable_and_complete(make_cache: Factory) -> None:
         "expirations",
         "size",
         "maxsize",
+        "bypassed",
+        "skipped",
+        "refused",
+        "coalesced",
+        "saved",
+        "by_model",
     }
 
 

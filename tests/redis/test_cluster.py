@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.cluster import RedisCluster
 
-from gencache._keys import digest
+from gencache import control
 from gencache.redis import RedisCache
 from tests.backends.redis import RedisServer, free_port
 from tests.helpers import gens
@@ -110,11 +110,54 @@ def test_clear_keeps_other_namespaces_and_plain_keys(cluster: RedisCluster, name
 def test_ttl_and_bad_values(cluster: RedisCluster, namespace: str) -> None:
     cache = RedisCache(cluster, namespace=namespace, ttl=30, strict=True)
     cache.update("p", L, gens("x"))
-    key = f"{namespace}:{digest('p', L)}"
+    key = cache.redis_key("p", L)
     assert 0 < cluster.pttl(key) <= 30_000
     cluster.set(key, b"garbage")
     assert cache.lookup("p", L) is None
     assert cluster.exists(key) == 0
+    cluster.hset(key, mapping={"a": "b"})  # another type
+    assert cache.lookup("p", L) is None
+    assert cluster.exists(key) == 0
+    cache.update("p", L, gens("x"))
+    copy = cache.redis_key("q", L)
+    cluster.set(copy, cluster.get(key) or b"")  # another slot, most likely
+    assert cache.lookup("q", L) is None
+    assert cluster.exists(copy) == 0
+    assert cache.lookup("p", L) == gens("x")
+
+
+def test_scopes_on_a_cluster(cluster: RedisCluster, namespace: str) -> None:
+    cache = RedisCache(cluster, namespace=namespace, strict=True)
+    for i in range(30):
+        cache.update(f"p{i}", L, gens("none"))
+        with control(scope="tenant"):
+            cache.update(f"p{i}", L, gens("tenant"))
+    assert len(cache) == 60
+    cache.clear(scope="tenant")
+    assert len(cache) == 30
+    with control(scope="tenant"):
+        assert cache.lookup("p3", L) is None
+    assert cache.lookup("p3", L) == gens("none")
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_a_cluster_client_with_decode_responses(cluster: RedisCluster, namespace: str) -> None:
+    node = cluster.get_default_node()  # type: ignore[no-untyped-call]
+    client = RedisCluster(host=node.host, port=node.port, decode_responses=True)
+    try:
+        cache = RedisCache(client, namespace=namespace, strict=True)
+        for i in range(20):
+            cache.update(f"p{i}", L, gens(str(i)))
+        assert cache.lookup("p7", L) == gens("7")
+        assert {e.prompt for e in cache.entries()} == {f"p{i}" for i in range(20)}
+        cluster.set(cache.redis_key("bad", L), b"\xff not UTF-8")
+        assert cache.lookup("bad", L) is None
+        assert cluster.exists(cache.redis_key("bad", L)) == 0
+        cache.clear()
+        assert len(cache) == 0
+    finally:
+        client.close()
 
 
 async def test_async_with_a_cluster_client(cluster: RedisCluster, namespace: str) -> None:
@@ -126,8 +169,11 @@ async def test_async_with_a_cluster_client(cluster: RedisCluster, namespace: str
             await cache.aupdate(f"p{i}", L, gens(str(i)))
         assert cache.lookup("p7", L) == gens("7")
         assert await cache.alookup("p8", L) == gens("8")
-        cluster.set(f"{namespace}:{digest('p9', L)}", b"garbage")
+        cluster.set(cache.redis_key("p9", L), b"garbage")
         assert await cache.alookup("p9", L) is None
+        assert cluster.exists(cache.redis_key("p9", L)) == 0
+        await cache.aclear(scope="none here")
+        assert len(cache) == 49
         await cache.aclear()
         assert len(cache) == 0
     finally:

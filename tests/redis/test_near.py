@@ -72,7 +72,7 @@ def test_another_clients_writes_are_seen(make: MakeCache, raw: Redis) -> None:
     other.update(P, L, gens("v2"))
     eventually(lambda: near.lookup(P, L) == gens("v2"), 1.0)
     eventually(lambda: served_locally(near, raw))
-    raw.delete(f"{near.namespace}:{next(near.entries()).key}")  # e.g. redis-cli DEL
+    raw.delete(near.redis_key(P, L))  # e.g. redis-cli DEL
     eventually(lambda: near.lookup(P, L) is None, 1.0)
     other.update(P, L, gens("v3"))
     eventually(lambda: served_locally(near, raw))
@@ -136,7 +136,7 @@ def test_an_outage_empties_it_and_a_restart_brings_it_back(own: RedisServer) -> 
         cache.update(P, L, gens("v2"))
         with restarted.client() as raw:
             eventually(lambda: served_locally(cache, raw))
-            raw.set(f"{cache.namespace}:{next(cache.entries()).key}", b"garbage")
+            raw.set(cache.redis_key(P, L), b"garbage")
         eventually(lambda: cache.lookup(P, L) is None, 1.0)
     finally:
         cache.close()
@@ -202,3 +202,42 @@ def test_a_forked_child_does_not_serve_what_it_inherited(make: MakeCache, raw: R
 def raw_url(raw: Redis) -> str:
     kwargs = raw.get_connection_kwargs()
     return f"redis://{kwargs['host']}:{kwargs['port']}/0"
+
+
+def test_a_frozen_server_turns_it_off_and_thawing_brings_it_back(own: RedisServer) -> None:
+    # A silent network (no FIN, no RST) is noticed by the listener's heartbeat: from then
+    # on lookups go to Redis (and time out, as misses) instead of trusting what may be stale.
+    cache = RedisCache(own.url, near_cache=True, socket_timeout=0.2)
+    try:
+        cache.update(P, L, gens("v1"))
+        with own.client() as raw:
+            eventually(lambda: served_locally(cache, raw))
+        own.pause()
+        try:
+            eventually(lambda: cache.lookup(P, L) is None, 15.0)
+        finally:
+            own.resume()
+        with own.client() as raw:
+            eventually(lambda: served_locally(cache, raw), 15.0)
+    finally:
+        cache.close()
+
+
+def test_killing_the_listener_connection_empties_it_until_it_is_back(own: RedisServer) -> None:
+    cache, other = RedisCache(own.url, near_cache=True), RedisCache(own.url)
+    try:
+        cache.update(P, L, gens("v1"))
+        with own.client() as raw:
+            eventually(lambda: served_locally(cache, raw))
+            assert raw.client_kill_filter(_type="pubsub") == 1  # the listener's one connection
+            other.update(P, L, gens("v2"))  # made while nobody listened: no message
+            eventually(lambda: cache.lookup(P, L) == gens("v2"), 5.0)  # not stale for ever
+            eventually(lambda: served_locally(cache, raw))
+            assert cache.lookup(P, L) == gens("v2")
+            # Killing every other connection leaves the tracking in place.
+            raw.client_kill_filter(_type="normal", skipme=True)
+            other.update(P, L, gens("v3"))
+            eventually(lambda: cache.lookup(P, L) == gens("v3"), 5.0)
+    finally:
+        cache.close()
+        other.close()

@@ -1,4 +1,8 @@
-"""RedisCache on a real server: key layout, namespaces, TTL, bad values, concurrency."""
+"""RedisCache on a real server: namespaces, TTL, bad values, concurrency, configuration.
+
+The key layout, the stored document and scopes are in test_layout.py; clients, URLs and
+bursts in test_clients.py.
+"""
 
 from __future__ import annotations
 
@@ -17,23 +21,12 @@ import redis.asyncio as aioredis
 from redis.client import Redis
 
 from gencache import codec
-from gencache._keys import digest
 from gencache.redis import RedisCache
 from tests.backends.redis import RedisServer
 from tests.helpers import chat_gens, gens
 from tests.redis.conftest import MakeCache
 
 P, L = "What is the capital of France?", "model='m' temperature=0"
-
-
-def test_one_string_key_per_entry_under_the_namespace(
-    make: MakeCache, raw: Redis, namespace: str
-) -> None:
-    cache = make()
-    cache.update(P, L, chat_gens("Paris"))
-    assert raw.keys(f"{namespace}:*") == [f"{namespace}:{digest(P, L)}".encode()]
-    assert raw.type(f"{namespace}:{digest(P, L)}") == b"string"
-    assert raw.pttl(f"{namespace}:{digest(P, L)}") == -1  # no TTL: never expires
 
 
 def test_caches_sharing_a_namespace_share_entries(make: MakeCache) -> None:
@@ -70,11 +63,12 @@ def test_clear_and_len_handle_more_keys_than_one_batch(make: MakeCache, raw: Red
     cache = make()
     with raw.pipeline(transaction=False) as pipe:
         for i in range(2_500):
-            pipe.set(f"{cache.namespace}:{digest(str(i), L)}", b"v")
+            pipe.set(cache.redis_key(str(i), L), b"v")
         pipe.execute()
     assert len(cache) == 2_500
     cache.clear()
     assert len(cache) == 0
+    assert raw.keys(f"{cache.namespace}:*") == []
 
 
 async def test_async_clear_deletes_only_this_namespace(make: MakeCache, raw: Redis) -> None:
@@ -92,13 +86,12 @@ async def test_async_clear_deletes_only_this_namespace(make: MakeCache, raw: Red
 def test_ttl_is_set_with_the_value_and_expires(make: MakeCache, raw: Redis) -> None:
     cache = make(ttl=0.2)
     cache.update(P, L, gens("short-lived"))
-    assert 0 < raw.pttl(f"{cache.namespace}:{digest(P, L)}") <= 200
+    assert 0 < raw.pttl(cache.redis_key(P, L)) <= 200
     assert cache.lookup(P, L) == gens("short-lived")
     deadline = time.monotonic() + 2
-    while cache.lookup(P, L) is not None:
+    while cache.lookup(P, L) is not None or len(cache):  # Redis's PX ends within 1 ms
         assert time.monotonic() < deadline, "the entry outlived its TTL"
         time.sleep(0.02)
-    assert len(cache) == 0
 
 
 def test_entries_give_prompt_llm_string_payload_and_times(make: MakeCache) -> None:
@@ -110,7 +103,7 @@ def test_entries_give_prompt_llm_string_payload_and_times(make: MakeCache) -> No
     entries = {(e.prompt, e.llm_string): e for e in cache.entries()}
     assert set(entries) == {(P, L), ("\ud800 surrogate", "é")}
     entry = entries[P, L]
-    assert entry.key == digest(P, L)
+    assert cache.redis_key(P, L).endswith(":" + entry.key)
     assert codec.decode(entry.payload) == chat_gens("Paris")
     assert start <= entry.created_at <= time.time()
     assert entry.expires_at is not None
@@ -120,19 +113,25 @@ def test_entries_give_prompt_llm_string_payload_and_times(make: MakeCache) -> No
 
 @pytest.mark.parametrize(
     "value",
-    [b"garbage", b"gc1\x00" + b"\x00" * 24 + b"not json", b"gc1\x00short"],
-    ids=["garbage", "bad-payload", "truncated-header"],
+    [
+        b"garbage",
+        b"\xff\xfe not UTF-8",
+        b'{"g":[{"t":"gen","text":"x"}],"meta":{"key":"',  # cut short
+        b'{"g":[{"t":"gen","text":"x"}],"v":99}',  # a future format version
+        b"gc1\x00" + b"\x00" * 24 + b'{"g":[{"t":"gen","text":"x"}],"v":1}',  # gencache 0.1
+    ],
+    ids=["garbage", "not-utf8", "truncated", "unknown-version", "0.1-header"],
 )
 def test_an_undecodable_value_is_a_miss_deleted_and_logged(
     make: MakeCache, raw: Redis, caplog: pytest.LogCaptureFixture, value: bytes
 ) -> None:
     cache = make()
-    key = f"{cache.namespace}:{digest(P, L)}"
+    key = cache.redis_key(P, L)
     raw.set(key, value)
     with caplog.at_level(logging.WARNING, logger="gencache"):
         assert cache.lookup(P, L) is None
     assert raw.exists(key) == 0
-    assert "dropping undecodable entry" in caplog.text
+    assert "dropping undecodable" in caplog.text
     assert cache.stats().misses == 1
     cache.update(P, L, gens("repaired"))
     assert cache.lookup(P, L) == gens("repaired")
@@ -142,7 +141,7 @@ async def test_an_undecodable_value_is_dropped_by_the_async_path(
     make: MakeCache, raw: Redis
 ) -> None:
     cache = make()
-    key = f"{cache.namespace}:{digest(P, L)}"
+    key = cache.redis_key(P, L)
     raw.set(key, b"garbage")
     assert await cache.alookup(P, L) is None
     assert raw.exists(key) == 0
@@ -150,9 +149,19 @@ async def test_an_undecodable_value_is_dropped_by_the_async_path(
 
 def test_a_key_of_another_type_is_a_miss_and_is_deleted(make: MakeCache, raw: Redis) -> None:
     cache = make(strict=True)
-    key = f"{cache.namespace}:{digest(P, L)}"
+    key = cache.redis_key(P, L)
     raw.hset(key, mapping={"0": "a hash, as LangChain's RedisCache writes"})
     assert cache.lookup(P, L) is None
+    assert raw.exists(key) == 0
+
+
+async def test_a_key_of_another_type_is_dropped_by_the_async_path(
+    make: MakeCache, raw: Redis
+) -> None:
+    cache = make(strict=True)
+    key = cache.redis_key(P, L)
+    raw.rpush(key, "a list")
+    assert await cache.alookup(P, L) is None
     assert raw.exists(key) == 0
 
 
@@ -170,40 +179,80 @@ def test_a_key_of_another_type_is_a_miss_and_is_deleted(make: MakeCache, raw: Re
 def test_an_entry_copied_to_a_near_pair_is_a_miss(
     make: MakeCache, raw: Redis, stored: tuple[str, str], asked: tuple[str, str]
 ) -> None:
-    # A lookup compares the stored pair with its own, byte for byte; the key-only read
-    # (_get, which the template no longer calls) compares its digest with the key.
-    cache = make()
+    # The stored document names its own key: copied under another key (by hand, or by a
+    # tool that renames keys), it is refused there and deleted, and stays a hit where it
+    # was written.
+    cache = make(canonical_keys=False)  # the "normalization" pair must be two keys
     cache.update(*stored, gens("stored"))
-    value = raw.get(f"{cache.namespace}:{digest(*stored)}")
+    value = raw.get(cache.redis_key(*stored))
     assert value is not None
-    raw.set(f"{cache.namespace}:{digest(*asked)}", value)
-    refused = cache._get(digest(*asked))
-    assert refused is not None
-    assert refused.startswith(b"\x00")  # a payload the codec refuses at its first byte
+    copy = cache.redis_key(*asked)
+    assert copy != cache.redis_key(*stored)
+    raw.set(copy, value)
     assert cache.lookup(*asked) is None
+    assert raw.exists(copy) == 0  # dropped
     assert cache.lookup(*stored) == gens("stored")
-    assert cache._get(digest(*stored)) == codec.encode(gens("stored"))
+    assert raw.get(cache.redis_key(*stored)) == value
     cache.update(*asked, gens("asked"))
     assert cache.lookup(*asked) == gens("asked")
+    assert cache.stats().misses == 1
 
 
-def test_the_bad_value_is_not_deleted_if_a_writer_replaced_it(make: MakeCache, raw: Redis) -> None:
+class _RacingClient(Redis):
+    """A client whose GET of a bad value lets another writer in before it returns."""
+
+    writer: RedisCache | None = None
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        reply = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        if args[0] == "GET" and reply == b"garbage" and self.writer is not None:
+            self.writer.update(P, L, gens("concurrent write"))
+        return reply
+
+
+class _AsyncRacingClient(aioredis.Redis):
+    writer: RedisCache | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        reply = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        if args[0] == "GET" and reply == b"garbage" and self.writer is not None:
+            await self.writer.aupdate(P, L, gens("concurrent write"))
+        return reply
+
+
+def test_the_bad_value_is_not_deleted_if_a_writer_replaced_it(
+    make: MakeCache, server: RedisServer, raw: Redis
+) -> None:
     # The compare-and-delete keeps a value written between the GET and the delete.
     cache = make()
-    key = f"{cache.namespace}:{digest(P, L)}"
-    raw.set(key, b"garbage")
-    real_get = raw.get
+    raw.set(cache.redis_key(P, L), b"garbage")
+    client = _RacingClient(host="127.0.0.1", port=server.port)
+    client.writer = cache
+    try:
+        racing = RedisCache(client, namespace=cache.namespace, strict=True)
+        assert racing.lookup(P, L) is None
+        assert cache.lookup(P, L) == gens("concurrent write")
+        assert racing.lookup(P, L) == gens("concurrent write")
+    finally:
+        client.close()
 
-    class Racing(RedisCache):
-        def _get_entry(self, key: str, prompt: str, llm_string: str) -> bytes | None:
-            payload = super()._get_entry(key, prompt, llm_string)
-            cache.update(P, L, gens("concurrent write"))
-            return payload
 
-    racing = Racing(raw, namespace=cache.namespace)
-    assert racing.lookup(P, L) is None
-    assert real_get(key) is not None
-    assert cache.lookup(P, L) == gens("concurrent write")
+async def test_the_async_delete_also_spares_a_replaced_value(
+    make: MakeCache, server: RedisServer, raw: Redis
+) -> None:
+    cache = make()
+    raw.set(cache.redis_key(P, L), b"garbage")
+    sync_client, async_client = server.client(), _AsyncRacingClient(port=server.port)
+    async_client.writer = cache
+    try:
+        racing = RedisCache(
+            sync_client, namespace=cache.namespace, async_client=async_client, strict=True
+        )
+        assert await racing.alookup(P, L) is None
+        assert await cache.alookup(P, L) == gens("concurrent write")
+    finally:
+        sync_client.close()
+        await async_client.aclose()
 
 
 async def test_500_concurrent_tasks(make: MakeCache) -> None:
@@ -312,13 +361,14 @@ def test_invalid_configuration_is_refused(
         RedisCache(server.url, **options)
 
 
-def test_invalid_url_or_client_is_refused(server: RedisServer) -> None:
+def test_invalid_url_or_client_is_refused() -> None:
     with pytest.raises(TypeError, match="url_or_client"):
         RedisCache(42)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="invalid Redis URL"):
+    with pytest.raises(ValueError, match="not a Redis URL") as info:
         RedisCache("http://:hunter2@localhost/0")
-    with pytest.raises(ValueError, match="decode_responses"):
-        RedisCache(Redis(port=server.port, decode_responses=True))
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ValueError, match="invalid Redis URL"):
+        RedisCache("redis://localhost:notaport/0")
 
 
 def test_a_password_never_shows(caplog: pytest.LogCaptureFixture) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from gencache import codec
+from gencache import codec, control
 from gencache.sqlite import SQLiteCache
 from tests.reliability._sqlite_worker import FINAL_KEYS, LLM, SHARED_KEYS, value, version_of
 
@@ -113,7 +113,8 @@ def run_load(path: Path, name: str, ops: int) -> None:
             "misses": r["lookups"] - r["hits"],
             "updates": r["updates"],
         }
-    assert sum(r["hits"] for r in reports) > 0
+    if "ttl" not in options:  # with 10 ms, a hit needs a lookup that soon after a write,
+        assert sum(r["hits"] for r in reports) > 0  # which a loaded machine may never make
     removed = {k: sum(r["removed"][k] for r in reports) for k in ("evictions", "expirations")}
     assert (removed["evictions"] > 0) == (maxsize is not None)
     assert (removed["expirations"] > 0) == ("ttl" in options)
@@ -134,7 +135,10 @@ def run_load(path: Path, name: str, ops: int) -> None:
             time.sleep(OPTIONS[name]["ttl"])
             assert len(cache) == 0
             assert cache.lookup(f"final 0 {FINAL_KEYS - 1}", LLM) is None
-        cache.update("after the load", LLM, value("after the load"))
+        # The file works on: an entry that cannot expire before it is read, however slow
+        # the machine (the cache's own ttl may be 10 ms).
+        with control(ttl=3_600):
+            cache.update("after the load", LLM, value("after the load"))
         assert cache.lookup("after the load", LLM) == value("after the load")
     check_file(path)
     total = PROCESSES * THREADS * ops

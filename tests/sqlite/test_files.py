@@ -114,23 +114,64 @@ def test_an_empty_sqlite_file_is_adopted(tmp_path: Path) -> None:
         assert cache.lookup("p", L) == gens("x")
 
 
-@pytest.mark.parametrize(
-    ("options", "error"),
-    [
-        ({"path": 10}, TypeError),
-        ({"path": b"cache.db"}, TypeError),
-        ({"path": ":memory:"}, ValueError),
-        ({"path": ""}, ValueError),
-        ({"busy_timeout": -1}, ValueError),
-        ({"busy_timeout": float("inf")}, ValueError),
-        ({"busy_timeout": "1"}, TypeError),
-        ({"strict": 1}, TypeError),
-    ],
-)
-def test_bad_arguments(tmp_path: Path, options: dict[str, Any], error: type[Exception]) -> None:
-    options.setdefault("path", tmp_path / "cache.sqlite3")
-    with pytest.raises(error):
+BAD: dict[str, tuple[dict[str, Any], type[Exception]]] = {
+    "path-int": ({"path": 10}, TypeError),
+    "path-bytes": ({"path": b"cache.db"}, TypeError),
+    "path-memory": ({"path": ":memory:"}, ValueError),
+    "path-empty": ({"path": ""}, ValueError),
+    "busy-negative": ({"busy_timeout": -1}, ValueError),
+    "busy-inf": ({"busy_timeout": float("inf")}, ValueError),
+    "busy-str": ({"busy_timeout": "1"}, TypeError),
+    # Accepted by 0.1, then every call raised OverflowError (even with strict=False).
+    "busy-1e10": ({"busy_timeout": 1e10}, ValueError),
+    "busy-over-a-day": ({"busy_timeout": 86_401}, ValueError),
+    "strict-int": ({"strict": 1}, TypeError),
+    "readonly-str": ({"readonly": "yes"}, TypeError),
+    "allow_shared-int": ({"allow_shared": 1}, TypeError),
+    # A clock whose times cannot be stored or compared would break every call.
+    "timer-str": ({"timer": lambda: "now"}, TypeError),
+    "timer-none": ({"timer": lambda: None}, TypeError),
+    "timer-nan": ({"timer": lambda: float("nan")}, ValueError),
+    "timer-inf": ({"timer": lambda: float("inf")}, ValueError),
+    "timer-huge-int": ({"timer": lambda: 10**400}, ValueError),
+    "timer-int64-overflow": ({"timer": lambda: 2**63}, ValueError),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_arguments(tmp_path: Path, case: str) -> None:
+    options, error = BAD[case]
+    options = {"path": tmp_path / "cache.sqlite3", **options}
+    with pytest.raises(error, match=r"busy_timeout|strict|readonly|allow_shared|timer|path"):
         SQLiteCache(**options)
+    assert not (tmp_path / "cache.sqlite3").exists()  # refused before touching the disk
+
+
+EXTREME: dict[str, dict[str, Any]] = {
+    "busy-a-day": {"busy_timeout": 86_400},
+    "busy-0": {"busy_timeout": 0},
+    "maxsize-2**80-ttl-1e300": {"maxsize": 2**80, "ttl": 1e300},
+    "lru-maxsize-1-ttl-1e-300": {"maxsize": 1, "policy": "lru", "ttl": 1e-300},
+    "timer-int": {"timer": lambda: 2**62},
+    "timer-negative": {"timer": lambda: -1.5},
+}
+
+
+@pytest.mark.parametrize("case", EXTREME)
+def test_extreme_arguments_that_are_accepted_work_on_every_call(tmp_path: Path, case: str) -> None:
+    """What construction accepts, every call then handles (strict: nothing raises)."""
+    options = EXTREME[case]
+    with SQLiteCache(tmp_path / "cache.sqlite3", strict=True, **options) as cache:
+        expiring = options.get("ttl") == 1e-300  # expired as soon as written
+        for i in range(3):
+            cache.update(f"p{i}", L, gens(str(i)))
+        hit = cache.lookup("p2", L)
+        assert hit == (None if expiring else gens("2"))
+        size = 0 if expiring else min(3, options.get("maxsize", 3))
+        assert len(cache) == cache.stats().size == size
+        assert len(list(cache.entries())) == size
+        cache.clear()
+        assert len(cache) == 0
 
 
 def test_close_closes_every_thread_connection_and_the_cache_reopens(tmp_path: Path) -> None:

@@ -1,0 +1,191 @@
+"""The cost of canonical chat keys (gencache._keys.canonical_prompt), side by side.
+
+Run: ``python benchmarks/bench_keys.py [--quick]``. Prints two markdown tables of medians
+over interleaved rounds:
+
+- a prompt with no AI message: LangChain's ``InMemoryCache`` lookup hit against the same
+  lookup preceded by ``canonical_prompt`` (fresh equal strings each call, as LangChain
+  passes them), so the ratio is what canonical keys add to the cheapest hit there is;
+- a 20-turn conversation of ~20 KB whose AI messages carry OpenAI-shaped usage and
+  response metadata: ``canonical_prompt`` against a cache-hit ``FakeListChatModel.invoke``
+  of the same conversation, end to end, for a conversation never seen before ("cold"), the
+  next turn of one canonicalised one turn earlier, and the same prompt again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.caches import InMemoryCache as LangChainCache
+from langchain_core.language_models import FakeListChatModel
+from langchain_core.load import dumps
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from _harness import (
+    LLM_STRING,
+    Result,
+    environment,
+    fresh,
+    generation,
+    interleave,
+    per_op_ns,
+    table,
+)
+from gencache._keys import canonical_prompt
+
+LC, OURS = "LangChain", "gencache"
+INVOKE, KEY = "cache-hit invoke", "canonical_prompt"
+TURNS = 20
+
+
+def human_prompt(i: int) -> str:
+    """A distinct ~500-character prompt of one human message, as LangChain serializes it."""
+    text = (f"Ticket {i}: summarise the following support ticket in two sentences. " * 6)[:380]
+    return dumps([HumanMessage(text)])
+
+
+def system_human_prompt(i: int) -> str:
+    """A distinct ~500-character prompt of a system and a human message."""
+    text = (f"Ticket {i}: summarise the following support ticket in two sentences. " * 4)[:240]
+    return dumps([SystemMessage("You are a support agent. Be brief."), HumanMessage(text)])
+
+
+def _metadata(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Usage and response metadata shaped like ChatOpenAI's (chat completions API)."""
+    usage = {
+        "input_tokens": 120 + 40 * i,
+        "output_tokens": 60,
+        "total_tokens": 180 + 40 * i,
+        "input_token_details": {"audio": 0, "cache_read": 0},
+        "output_token_details": {"audio": 0, "reasoning": 0},
+    }
+    response = {
+        "token_usage": {
+            "completion_tokens": 60,
+            "prompt_tokens": 120 + 40 * i,
+            "total_tokens": 180 + 40 * i,
+            "completion_tokens_details": {"audio_tokens": 0, "reasoning_tokens": 0},
+            "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
+        },
+        "model_provider": "openai",
+        "model_name": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_560af6e559",
+        "id": f"chatcmpl-BxKq8mZ3{i:06d}",
+        "finish_reason": "stop",
+        "logprobs": None,
+    }
+    return usage, response
+
+
+def conversation(tag: str, turns: int = TURNS) -> list[BaseMessage]:
+    """A support conversation: a system prompt, then ``turns`` questions and answers."""
+    messages: list[BaseMessage] = [SystemMessage(f"You are a support agent ({tag}). Be brief.")]
+    for i in range(turns):
+        messages.append(HumanMessage(f"Question {i}: " + "why does the nightly export fail? " * 4))
+        usage, response = _metadata(i)
+        answer = f"Answer {i}: " + "the export times out on the CSV step; add a filter. " * 3
+        messages.append(AIMessage(answer, usage_metadata=usage, response_metadata=response))
+    messages.append(HumanMessage("And if it still fails tomorrow?"))
+    return messages
+
+
+def bench_no_ai_message(rounds: int, n: int, make: Callable[[int], str], name: str) -> Result:
+    keys = [make(i) for i in range(1_000)]
+    cache = LangChainCache()
+    for k in keys:
+        cache.update(k, LLM_STRING, generation(0))
+    lookup = cache.lookup
+
+    def runner(canonical: bool) -> Callable[[], float]:
+        def run() -> float:
+            ps = [fresh(keys[i % len(keys)]) for i in range(n)]
+            ls = [fresh(LLM_STRING) for _ in range(n)]
+
+            def plain() -> None:
+                for p, s in zip(ps, ls, strict=True):
+                    lookup(p, s)
+
+            def keyed() -> None:
+                for p, s in zip(ps, ls, strict=True):
+                    lookup(canonical_prompt(p), s)
+
+            return per_op_ns(keyed if canonical else plain, n)
+
+        return run
+
+    medians = interleave({LC: runner(False), OURS: runner(True)}, rounds)
+    size = len(keys[0])
+    return Result(
+        f"{name} ({size} chars): lookup hit",
+        "ns",
+        medians,
+        note="gencache: canonical_prompt + the same lookup",
+    )
+
+
+def bench_conversation(rounds: int, n: int) -> list[Result]:
+    messages = conversation("bench")
+    prompt = dumps(messages)
+    model = FakeListChatModel(responses=["cached answer"], cache=LangChainCache())
+    model.invoke(messages)
+
+    def invoke() -> float:
+        return per_op_ns(lambda: [model.invoke(messages) for _ in range(n)], n)
+
+    counter = [0]
+
+    def cold() -> float:
+        # Conversations never seen before: nothing for the memo of recent prompts to reuse.
+        ps = [dumps(conversation(f"cold {counter[0]}-{i}")) for i in range(n)]
+        counter[0] += 1
+        return per_op_ns(lambda: [canonical_prompt(p) for p in ps], n)
+
+    def next_turn() -> float:
+        # Each timed prompt extends, by an answer and a question, one canonicalised just
+        # before (untimed), as the turns of a conversation do.
+        counter[0] += 1
+        total = 0
+        for i in range(n):
+            talk = conversation(f"turns {counter[0]}-{i}")
+            canonical_prompt(dumps(talk[:-2]))
+            p = dumps(talk)
+            start = time.perf_counter_ns()
+            canonical_prompt(p)
+            total += time.perf_counter_ns() - start
+        return total / n
+
+    def repeat() -> float:
+        canonical_prompt(prompt)
+        ps = [fresh(prompt) for _ in range(n)]
+        return per_op_ns(lambda: [canonical_prompt(p) for p in ps], n)
+
+    results = []
+    size = f"{TURNS} turns, {len(prompt) / 1000:.1f} KB, {len(messages)} messages"
+    for label, run in (("cold", cold), ("next turn", next_turn), ("same prompt again", repeat)):
+        medians = interleave({INVOKE: invoke, KEY: run}, rounds)
+        share = f"{100 * medians[KEY] / medians[INVOKE]:.2f} % of the invoke"
+        results.append(Result(f"conversation ({size}): {label}", "ns", medians, note=share))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    args = parser.parse_args()
+    rounds = 5 if args.quick else 9
+    lookups = [
+        bench_no_ai_message(rounds, 20_000, human_prompt, "one human message"),
+        bench_no_ai_message(rounds, 20_000, system_human_prompt, "system + human message"),
+    ]
+    talks = bench_conversation(rounds, 20 if args.quick else 50)
+    print(f"Canonical chat keys — {environment()}\n")
+    print(table(lookups, LC, OURS))
+    print()
+    print(table(talks, INVOKE, KEY))
+
+
+if __name__ == "__main__":
+    main()

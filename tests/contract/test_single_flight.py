@@ -1,0 +1,161 @@
+"""Single-flight: identical concurrent misses pay once, on every backend.
+
+Provider calls are counted by a real ``BaseChatModel`` going through LangChain's cache
+path. Nothing here asserts a latency: where the point is "not serial", the bound is a
+multiple of the model's own delay far below what serial calls would take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from gencache import control
+from tests.chat_models import CountingChatModel, ProviderError
+from tests.conftest import Factory
+from tests.helpers import gens
+
+L = "model='m'"
+
+
+def test_batch_of_identical_prompts_pays_once(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.3)
+    results = model.batch(["same"] * 64)
+    assert model.calls == 1
+    assert {r.content for r in results} == {"answer to same"}
+    stats = cache.stats()
+    assert stats.coalesced >= 1
+    assert stats.hits + stats.misses == 64
+    assert stats.misses == 1
+
+
+async def test_abatch_of_identical_prompts_pays_once(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.3)
+    results = await model.abatch(["same"] * 64)
+    assert model.calls == 1
+    assert {r.content for r in results} == {"answer to same"}
+
+
+async def test_gather_of_identical_ainvokes_pays_once(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.3)
+    results = await asyncio.gather(*(model.ainvoke("same") for _ in range(64)))
+    assert model.calls == 1
+    assert {r.content for r in results} == {"answer to same"}
+    assert cache.stats().coalesced == 63
+
+
+async def test_distinct_prompts_pay_once_each(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.3)
+    prompts = [f"question {i}" for i in range(16)] * 8
+    results = await asyncio.gather(*(model.ainvoke(p) for p in prompts))
+    assert model.calls == 16
+    assert [r.content for r in results] == [f"answer to {p}" for p in prompts]
+
+
+async def test_an_owner_failure_releases_the_waiters_who_then_pay_together(
+    make_cache: Factory,
+) -> None:
+    # Baseline: one uncached call of this model on this machine, now.
+    probe = CountingChatModel(delay=0.3)
+    start = time.monotonic()
+    await probe.ainvoke("baseline")
+    one_call = time.monotonic() - start
+
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.3, fail_first=1)
+    start = time.monotonic()
+    results = await asyncio.gather(
+        *(model.ainvoke("same") for _ in range(64)), return_exceptions=True
+    )
+    elapsed = time.monotonic() - start
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], ProviderError)
+    answers = [r for r in results if r not in failures]
+    assert all(getattr(r, "content", None) == "answer to same" for r in answers)
+    assert model.calls == 64  # 1 failed, then 63 of their own, together
+    # Serially they would take 64 calls; together, about two. Generous: 16 calls' time.
+    assert elapsed < 16 * one_call + 5
+
+
+def test_a_thread_owner_failure_releases_waiters(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True, flight_timeout=60)
+    model = CountingChatModel(cache=cache, delay=0.3, fail_first=1)
+    barrier = threading.Barrier(8)
+
+    def ask() -> str:
+        barrier.wait()
+        try:
+            return str(model.invoke("same").content)
+        except ProviderError:
+            return "failed"
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: ask(), range(8)))
+    assert results.count("failed") == 1
+    assert results.count("answer to same") == 7
+    assert model.calls <= 8
+    assert time.monotonic() - start < 30  # released at once, not after flight_timeout
+
+
+def test_the_owner_asking_again_is_not_blocked_by_itself(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True, flight_timeout=30)
+    assert cache.lookup("p", L) is None  # this thread now owns the flight
+    start = time.monotonic()
+    assert cache.lookup("p", L) is None  # the same thread again: no wait for itself
+    assert time.monotonic() - start < 10
+    cache.update("p", L, gens("v"))
+    assert cache.lookup("p", L) == gens("v")
+
+
+def test_a_waiter_never_waits_longer_than_flight_timeout(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True, flight_timeout=0.5)
+    assert cache.lookup("p", L) is None  # owner that never updates
+    result: list[object] = []
+    waiter = threading.Thread(target=lambda: result.append(cache.lookup("p", L)))
+    waiter.start()
+    waiter.join(60)
+    assert not waiter.is_alive()
+    assert result == [None]
+
+
+def test_control_write_false_opts_out_of_coalescing(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.2)
+    with control(write=False):
+        model.batch(["same"] * 4)
+    assert model.calls == 4
+
+
+async def test_the_event_loop_is_not_blocked_while_waiting(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.5)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.gather(*(model.ainvoke("same") for _ in range(8)))
+    task.cancel()
+    assert model.calls == 1
+    assert ticks > 5  # the loop kept running while 7 tasks waited
+
+
+def test_single_flight_arguments_are_checked(make_cache: Factory) -> None:
+    with pytest.raises(TypeError, match="single_flight"):
+        make_cache(single_flight="yes")
+    with pytest.raises(ValueError, match="flight_timeout"):
+        make_cache(single_flight=True, flight_timeout=0)

@@ -1,0 +1,1 @@
+"""Shared test support: worker programs the tests start as real processes."""
