@@ -16,7 +16,7 @@ and ``("a", "bc")`` collide). What splits a key and what does not, and why: docs
 The parser below reads LangChain's exact layout with string searches, which run in C, and
 decodes only the nested values it keeps (to sort their keys). It skips message strings
 without decoding them and checks the extent of the metadata it leaves out without decoding
-it either: on a 20-turn conversation that is several times cheaper than ``json.loads``.
+it either: on a 20-turn conversation that costs about two thirds of ``json.loads``.
 """
 
 from __future__ import annotations
@@ -135,13 +135,15 @@ def canonical_prompt(prompt: str) -> str:
     not in LangChain's exact layout, is returned unchanged (the same object).
 
     Message strings are delimited, not decoded: a malformed escape inside one is kept as it
-    is. Never raises for a ``str``. Thread-safe.
+    is; so are the insides of the metadata left out (only its extent is checked). Never
+    raises for a ``str``. Thread-safe.
 
-    Cost: O(1) for a string that does not start like a message list and for one human
-    message with no quote in its content; otherwise O(len(prompt)) (a 20-turn conversation
-    costs a few percent of a cache-hit ``invoke``), O(size of the new messages) for the next
-    turn of a conversation canonicalised recently, and a memory comparison for a prompt
-    canonicalised recently (a lookup followed by its update).
+    Cost: a few string comparisons for a string that does not start like a message list,
+    and for human and system messages with no quote in their content; otherwise
+    O(len(prompt)) (a 20-turn, 25 KB conversation: ~6 % of a cache-hit ``invoke``),
+    O(size of the new messages) for the next turn of a conversation canonicalised recently
+    (~1.5 %), and one memory comparison for a prompt canonicalised recently (a lookup
+    followed by its update).
     """
     if prompt.startswith(_HUMAN):
         # The first quote after the content's opening one closes it: nothing to rewrite.
