@@ -18,6 +18,7 @@ from typing import Any
 
 from langchain_core.caches import InMemoryCache as LangChainCache
 from langchain_core.language_models import FakeListChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import Generation
 
 from _harness import (
@@ -324,6 +325,53 @@ def bench_chat_model(rounds: int, n: int) -> Result:
     return Result("chat model `invoke`, cache hit, end to end", "ns", medians)
 
 
+def _history(turns: int) -> list[BaseMessage]:
+    """A conversation of ``turns`` exchanges (~1 KB each) ending with a human message.
+
+    AI messages carry ids and metadata, as providers return them: their prompt is the
+    kind gencache canonicalises, where a plain prompt is returned as it is.
+    """
+    messages: list[BaseMessage] = []
+    for i in range(turns):
+        messages.append(HumanMessage(f"Question {i}: " + "tell me more about the ticket. " * 16))
+        messages.append(
+            AIMessage(
+                f"Answer {i}: " + "the export job fails at the upload step. " * 12,
+                id=f"run-{i:04d}",
+                response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "stop"},
+                usage_metadata={"input_tokens": 500, "output_tokens": 120, "total_tokens": 620},
+            )
+        )
+    messages.append(HumanMessage("And what should I do now?"))
+    return messages
+
+
+def bench_chat_history(rounds: int, n: int, turns: int = 20) -> Result:
+    history = _history(turns)
+
+    def runner(make: Factory) -> Callable[[], float]:
+        model = FakeListChatModel(responses=["cached answer"], cache=make())
+        model.invoke(history)
+
+        def run() -> float:
+            def loop() -> None:
+                for _ in range(n):
+                    model.invoke(history)
+
+            return per_op_ns(loop, n)
+
+        return run
+
+    medians = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
+    size = sum(len(str(m.content)) for m in history) // 1_000
+    return Result(
+        f"chat model `invoke`, cache hit, {turns}-turn history with AI metadata",
+        "ns",
+        medians,
+        note=f"~{size} KB of message text; gencache keys it by its canonical form",
+    )
+
+
 def _size_of(result: Result) -> str:
     return result.name.split(":")[0].removeprefix("update with eviction, ")
 
@@ -350,6 +398,7 @@ def main() -> None:
     results.append(bench_memory(5_000 if q else 20_000, chat=False))
     results.append(bench_memory(5_000 if q else 20_000, chat=True))
     results.append(bench_chat_model(rounds, 1_000 if q else 3_000))
+    results.append(bench_chat_history(rounds, 300 if q else 1_000))
     print(f"InMemoryCache benchmark — {environment()}\n")
     print(table(results, LC, OURS))
     for kind in ("just filled", "long-run mean"):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from typing import Any
-
-import importlib.util
 
 import pytest
 from hypothesis import HealthCheck, settings

@@ -42,14 +42,21 @@ __all__ = [
     "Prices",
     "check_prices",
     "cost_of",
+    "model_named",
     "rewrite_hit",
 ]
 
 #: ``{model: (input price, output price)}`` per million tokens, in any one currency.
 Prices = Mapping[str, tuple[float, float]]
 
-_MODEL_RE = re.compile(
-    r"""["'](?:model_name|model|model_id|deployment_name)["']\s*[:,]\s*["']([^"']{1,200})"""
+# Where an llm_string names its model, most telling first: the model parameter, the
+# model class's ``_type``, the last part of a serialized class id.
+_MODEL_RES = (
+    re.compile(
+        r"""["'](?:model_name|model|model_id|deployment_name)["']\s*[:,]\s*["']([^"']{1,200})"""
+    ),
+    re.compile(r"""["']_type["']\s*[:,]\s*["']([^"']{1,200})"""),
+    re.compile(r'"id":\s*\[[^\]]*"([^"]{1,200})"\]'),
 )
 _PENDING_MAX = 4_096  # misses remembered for provider timing (oldest dropped first)
 
@@ -144,8 +151,20 @@ def _model(llm_string: str, generations: Sequence[Generation]) -> str:
             value = metadata.get(name)
             if isinstance(value, str) and value:
                 return value[:200]
-    found = _MODEL_RE.search(llm_string[:100_000])
-    return found.group(1) if found else ""
+    return model_named(llm_string)
+
+
+def model_named(llm_string: str) -> str:
+    """The model an llm_string names (its model parameter, else its ``_type``), or ``""``.
+
+    Reads at most the first 100,000 characters; never raises.
+    """
+    head = llm_string[:100_000]
+    for pattern in _MODEL_RES:
+        found = pattern.search(head)
+        if found:
+            return found.group(1)
+    return ""
 
 
 def _tokens(generations: Sequence[Generation]) -> tuple[int, int]:

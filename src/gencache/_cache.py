@@ -11,6 +11,7 @@ from langchain_core.outputs import Generation
 
 from gencache._accounting import Prices
 from gencache._admission import Admit
+from gencache._explain import Explanation
 from gencache.stats import CacheStats, Savings
 
 __all__ = [
@@ -154,6 +155,10 @@ class GenCache(BaseCache):
     @abstractmethod
     def stats(self) -> CacheStats:
         """Return a snapshot of the cache's counters."""
+
+    @abstractmethod
+    def explain(self, prompt: str, llm_string: str) -> Explanation:
+        """Say whether ``(prompt, llm_string)`` would hit now, and if not, why not."""
 
     @abstractmethod
     def __len__(self) -> int:

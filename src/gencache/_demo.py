@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gencache import GenCache, InMemoryCache
+from gencache.stats import Savings
 
 if TYPE_CHECKING:
     from langchain_core.caches import BaseCache
@@ -167,11 +168,13 @@ def run_demo(
         )
     w(".\n")
     if persistent:
-        total = cache.stored_savings().get(MODEL)
-        if total is not None:
+        stored = cache.stored_savings()  # every model: the prompts' model and the chat's
+        if stored:
+            total = sum(stored.values(), Savings())
             w(
-                f"Saved by every process that used this cache: {total.calls} calls, "
-                f"{total.input_tokens + total.output_tokens:,} tokens "
+                f"Saved by every process that used this cache: {total.calls} model calls, "
+                f"{total.input_tokens + total.output_tokens:,} tokens, "
+                f"{_duration(total.seconds)} of provider time "
                 "(gencache stats TARGET shows the same).\n"
             )
     if persistent and first.from_cache < n:

@@ -18,7 +18,7 @@ from langchain_core.outputs import Generation
 
 from gencache import codec
 from gencache._cache import GenCache, check_bool, check_generations
-from gencache._explain import MAX_SCANNED, common_prefix, describe_differences
+from gencache._explain import MAX_SCANNED, Explanation, common_prefix, describe_differences
 from gencache._keys import canonical_prompt, check_key
 from gencache._recording import Entry, ReplayError, find_secret, load, render, without_run_id
 from gencache.stats import CacheStats
@@ -260,6 +260,27 @@ class ReplayCache(GenCache):
         with self._lock:  # only now: a failed write is tried again by the next save()
             self._saved = max(self._saved, version)
         return not same
+
+    def explain(self, prompt: str, llm_string: str) -> Explanation:
+        """Say whether a lookup would replay ``(prompt, llm_string)``, and if not, why not.
+
+        Costs one canonicalisation, and on a miss a comparison with every recorded
+        request (at most :data:`~gencache._explain.MAX_SCANNED`). Counts nothing.
+
+        Raises:
+            TypeError: If ``prompt`` or ``llm_string`` is not a ``str``.
+        """
+        check_key(prompt, llm_string)
+        if self._mode == "record":
+            return Explanation(False, "Miss: in record mode every request goes to the provider.")
+        key = (canonical_prompt(prompt), llm_string)
+        if key in self._entries:
+            return Explanation(True, f"Hit: recorded in {_shown_path(self._path)}.")
+        if not self._entries:
+            return Explanation(False, "Miss: the recording holds no request.")
+        _, differences = _nearest(*key, self._entries.values())
+        reason = "Miss: no recorded request for this one; the nearest differs."
+        return Explanation(False, reason, tuple(differences))
 
     def _keep(self, error: ReplayError) -> ReplayError:
         with self._lock:

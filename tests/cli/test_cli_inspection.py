@@ -138,13 +138,15 @@ def test_lone_surrogates_and_nul_bytes_are_listed_shown_and_exported(tmp_path: P
 def _damage(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute(
-            "UPDATE gencache_entries SET payload = x'ff00ff' WHERE prompt = CAST('bad payload' AS BLOB)"
+            "UPDATE gencache_entries SET payload = x'ff00ff'"
+            " WHERE prompt = CAST('bad payload' AS BLOB)"
         )
         db.execute(
             "UPDATE gencache_entries SET prompt = x'c328' WHERE prompt = CAST('bad utf8' AS BLOB)"
         )
         db.execute(
-            "UPDATE gencache_entries SET created_at = 'yesterday' WHERE prompt = CAST('bad time' AS BLOB)"
+            "UPDATE gencache_entries SET created_at = 'yesterday'"
+            " WHERE prompt = CAST('bad time' AS BLOB)"
         )
         nested = (
             b'{"g":[{"t":"gen","text":"x","generation_info":{"a":'

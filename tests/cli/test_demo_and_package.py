@@ -32,7 +32,12 @@ def test_demo_in_memory_says_where_each_answer_came_from() -> None:
         r"Pass 2: every prompt answered from the cache pass 1 wrote: .* instead of", out
     )
     assert "earlier process" not in out  # an in-memory cache starts empty
-    assert "hits=5 misses=5 hit_rate=50%" in out
+    # The conversation: canonical keys hit every turn of the re-run, LangChain's key 1 of 5.
+    assert "gencache (canonical keys)    run 2: 5/5 turns answered from the cache" in out
+    assert "LangChain's InMemoryCache    run 2: 1/5 turns answered from the cache" in out
+    # 5 prompts and 5 turns, each missed once and hit once.
+    assert "hits=10 misses=10 hit_rate=50%" in out
+    assert "Saved by this process's hits: 10 model calls" in out
     assert "[cold]" not in out
     assert "--backend sqlite keeps it" in out
 
@@ -46,7 +51,7 @@ def test_demo_second_process_says_an_earlier_process_wrote_the_cache(tmp_path: P
     second = run("demo", "--backend", target, "--latency", "0.01")
     assert second.returncode == 0, second.stderr
     out = second.stdout
-    assert "written by earlier runs: 5" in out
+    assert "written by earlier runs: 10" in out  # 5 prompts and 5 conversation turns
     assert "from the model" not in out
     assert out.count("ms  from the cache") == 10
     # This process never called the model: the comparison is the simulated cost.
@@ -58,7 +63,9 @@ def test_demo_second_process_says_an_earlier_process_wrote_the_cache(tmp_path: P
     assert "Pass 2: every prompt answered from the same cache" in out
     assert "cold" not in out
     assert "faster" not in out  # no speed-up against a pass that was not cold
-    assert "hits=10 misses=0 hit_rate=100%" in out
+    assert "hits=20 misses=0 hit_rate=100%" in out
+    # Savings kept in the file: the first process's 10 hits and this one's 20.
+    assert "Saved by every process that used this cache: 30 model calls" in out
 
 
 def _fake_checkout(tmp_path: Path) -> Path:

@@ -46,7 +46,7 @@ def test_demo_second_process_is_answered_from_the_first_ones_cache(tmp_path: Pat
     assert "0/5 answered from cache" in first.stdout
     second = gencache("demo", "--backend", "sqlite", "--latency", "0.01", env=env)
     assert second.returncode == 0, second.stderr
-    assert "earlier runs: 5" in second.stdout
+    assert "earlier runs: 10" in second.stdout  # 5 prompts and 5 conversation turns
     assert "0/5 answered from cache" not in second.stdout  # even the cold run hits
     assert second.stdout.count("5/5 answered from cache") == 2
     demo_file = tmp_path / "gencache" / "demo.sqlite3"

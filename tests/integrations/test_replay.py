@@ -387,6 +387,25 @@ def test_replay_miss_says_when_there_is_no_recording(tmp_path: Path) -> None:
     assert info.value.differences == ()
 
 
+def test_explain_agrees_with_replay_and_names_the_difference(tmp_path: Path) -> None:
+    from langchain_core.outputs import Generation
+
+    path = tmp_path / "rec.jsonl"
+    recorder = ReplayCache(path, "record")
+    recorder.update("What is 2 + 2?", "model-a", [Generation(text="4")])
+    assert recorder.save()
+    cache = ReplayCache(path, "replay")
+    assert cache.explain("What is 2 + 2?", "model-a").hit
+    assert cache.lookup("What is 2 + 2?", "model-a") == [Generation(text="4")]
+    why = cache.explain("What is 2 + 3?", "model-a")
+    assert not why.hit
+    assert any("prompt" in d for d in why.differences), why
+    with pytest.raises(ReplayMiss):
+        cache.lookup("What is 2 + 3?", "model-a")
+    assert not ReplayCache(path, "record").explain("What is 2 + 2?", "model-a").hit
+    assert not ReplayCache(tmp_path / "none.jsonl", "replay").explain("x", "y").hit
+
+
 # -- keys: canonical prompts ---------------------------------------------------------------
 
 

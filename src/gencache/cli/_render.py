@@ -10,13 +10,10 @@ import json
 import re
 from typing import Any
 
+from gencache._accounting import model_named
+
 __all__ = ["age", "messages_text", "model_of", "preview", "printable", "size"]
 
-_MODEL_RE = (
-    re.compile(r"""["'](?:model_name|model|model_id|deployment_name)["']\s*[:,]\s*["']([^"']+)"""),
-    re.compile(r"""["']_type["']\s*[:,]\s*["']([^"']+)"""),
-    re.compile(r'"id":\s*\[[^\]]*"([^"]+)"\]'),
-)
 _MAX_PARSE = 5_000_000  # characters of a prompt parsed as JSON at most, for display
 _DATA_URL = re.compile(r"data:([\w.+/-]+);base64,")
 
@@ -32,12 +29,7 @@ def printable(text: str) -> str:
 
 def model_of(llm_string: str) -> str:
     """The model named in an llm_string, or its start."""
-    head = llm_string[:100_000]
-    for pattern in _MODEL_RE:
-        found = pattern.search(head)
-        if found:
-            return found.group(1)
-    return preview(llm_string, 24)
+    return model_named(llm_string) or preview(llm_string, 24)
 
 
 def preview(text: str, width: int) -> str:
@@ -47,11 +39,13 @@ def preview(text: str, width: int) -> str:
 
 
 def age(seconds: float) -> str:
-    """``42s``, ``3.5m``, ``2.0h``, ``1.5d``."""
+    """``0.25s``, ``3.14s``, ``42s``, ``3.5m``, ``2.0h``, ``1.5d``."""
     seconds = max(0.0, seconds)
     for unit, length in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if seconds >= length:
             return f"{seconds / length:.1f}{unit}"
+    if 0 < seconds < 10:
+        return f"{seconds:.2f}s"
     return f"{seconds:.0f}s"
 
 

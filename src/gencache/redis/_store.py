@@ -48,14 +48,15 @@ _RAW: dict[str, Any] = {NEVER_DECODE: []}
 # Redis refuses a PX whose deadline overflows 64-bit milliseconds (a ttl of 1e16 s):
 # past ~31,000 years an entry is kept that long, which is forever for a cache.
 _MAX_PX = 10**15
-_TAIL = 64  # bytes of a value kept for the compare-and-delete (with its length)
-# Compare-and-delete: drop the key only while it still holds the value that was read
-# (same length, same last 64 bytes), or a value of another type than a string.
+# Compare-and-delete: drop the key only while it still holds the very value that was read
+# (same SHA-1 of the whole value: a rewrite that changes only the middle of a value, the
+# prompt inside a JSON document, is spared), or a value of another type than a string.
+# The SHA-1 is computed only when a delete is due (a damaged or mismatched entry), never
+# on a hit.
 _DELETE = """local t = redis.call('TYPE', KEYS[1]).ok
 if t == 'none' then return 0 end
 if t == 'string' then
-  local v = redis.call('GET', KEYS[1])
-  if #v ~= tonumber(ARGV[2]) or string.sub(v, -#ARGV[1]) ~= ARGV[1] then return 0 end
+  if redis.sha1hex(redis.call('GET', KEYS[1])) ~= ARGV[1] then return 0 end
 end
 return redis.call('UNLINK', KEYS[1])"""
 _WRONG_TYPE = b""  # what a read returns for a key of another type: the codec refuses it
@@ -111,7 +112,7 @@ class RedisStore:
 
     def _read_failed(self, exc: BaseException) -> Record:
         if isinstance(exc, rexc.ResponseError) and str(exc).startswith("WRONGTYPE"):
-            return Record(_WRONG_TYPE, version=(0, b""))  # a miss, and the template drops it
+            return Record(_WRONG_TYPE)  # a miss, and the template drops it
         raise self._redactor.error(exc, "GET") from exc
 
     def _set(self, rkey: str, payload: bytes, px: int | None) -> object:
@@ -124,9 +125,8 @@ class RedisStore:
             raise self._redactor.error(exc, "SET") from exc
 
     def delete(self, key: Key, record: Record) -> None:
-        length, tail = _version(record)
         try:
-            self._client.eval(_DELETE, 1, self.rkey(key), tail, length)
+            self._client.eval(_DELETE, 1, self.rkey(key), _version(record))
         except ERRORS as exc:
             raise self._redactor.error(exc, "delete") from exc
 
@@ -214,10 +214,9 @@ class RedisStore:
         if link is None:
             return await asyncio.to_thread(self.delete, key, record)
         client, gate = link
-        length, tail = _version(record)
         try:
             async with gate:
-                await client.eval(_DELETE, 1, self.rkey(key), tail, length)
+                await client.eval(_DELETE, 1, self.rkey(key), _version(record))
         except ERRORS as exc:
             raise self._redactor.error(exc, "delete") from exc
         return None
@@ -261,14 +260,12 @@ def _record(value: object) -> Record | None:
     if not isinstance(value, bytes):
         msg = f"Redis returned {type(value).__name__}, not bytes"
         raise BackendError(msg)
-    return Record(value, version=(len(value), value[-_TAIL:]))
+    return Record(value)
 
 
-def _version(record: Record) -> tuple[int, bytes]:
-    version = record.version
-    if isinstance(version, tuple) and len(version) == 2:
-        return int(version[0]), bytes(version[1])
-    return len(record.payload), record.payload[-_TAIL:]
+def _version(record: Record) -> str:
+    """The SHA-1 (hex) of the value that was read, as Redis's ``redis.sha1hex`` spells it."""
+    return hashlib.sha1(record.payload, usedforsecurity=False).hexdigest()
 
 
 def _entry(rkey: bytes, value: object) -> Entry | None:

@@ -47,14 +47,17 @@ _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 # are woken at once) instead of polling SQLite. Replaced in a forked child, where a lock
 # held by one of the parent's threads would stay held for ever.
 _write_locks: weakref.WeakValueDictionary[tuple[int, int], Any] = weakref.WeakValueDictionary()
-_registry_lock = threading.Lock()
+# Reentrant: a garbage-collection finalizer (a collected cache writing its last batch of
+# statistics) may open a connection on a thread that is inside ``adopt`` already; a plain
+# lock would deadlock that thread.
+_registry_lock = threading.RLock()
 _pid = os.getpid()
 _inherited: list[sqlite3.Connection] = []  # a parent's connections: never closed in a child
 
 
 def _after_fork_in_child() -> None:
     global _write_locks, _registry_lock, _pid  # noqa: PLW0603
-    _write_locks, _registry_lock = weakref.WeakValueDictionary(), threading.Lock()
+    _write_locks, _registry_lock = weakref.WeakValueDictionary(), threading.RLock()
     _pid = os.getpid()
 
 

@@ -242,7 +242,6 @@ class SQLiteStore:
         """Purge every expired row (or count them: while another connection writes, or if
         the file cannot be written), then read the count kept by triggers."""
         now = self._timer()
-        expired = 0
         if self._conns.run(query, sql.ANY_EXPIRED, (now,)):  # a single read when there is none
             purged = False
             if not self._conns.readonly:
@@ -253,8 +252,8 @@ class SQLiteStore:
                     )
                     purged = True
             if not purged:
-                expired = self._conns.run(query, sql.COUNT_EXPIRED, (now,))[0][0]
-        return self._conns.run(row_count) - int(expired)
+                return self._conns.run(_live_rows, now)
+        return self._conns.run(row_count)
 
     def entries(self, *, expired: bool = False) -> Iterator[Entry]:
         """Yield every live row (and expired ones not yet removed, if asked) in key order,
@@ -323,3 +322,16 @@ def _text(value: object) -> str:
         except UnicodeDecodeError:  # a damaged row: show what can be shown
             return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _live_rows(db: sqlite3.Connection, now: float) -> int:
+    """Rows not expired at ``now``: both counts in one read transaction (one snapshot; a
+    purge by another connection between two reads would make the difference negative)."""
+    db.execute("BEGIN")
+    try:
+        total = row_count(db)
+        expired: int = db.execute(sql.COUNT_EXPIRED, (now,)).fetchone()[0]
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
+    return max(0, total - expired)
