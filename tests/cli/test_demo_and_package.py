@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+
+import pytest
 
 import gencache
 from tests.helpers import run_gencache
@@ -147,5 +150,10 @@ def test_public_names_are_sorted_and_complete() -> None:
     }
     assert public - {"annotations", "TYPE_CHECKING", "Any"} <= set(gencache.__all__)
     for name in gencache.__all__:
+        if name == "RedisCache" and importlib.util.find_spec("redis") is None:
+            # The optional extra is missing: the error says what to install.
+            with pytest.raises(ImportError, match=r"pip install 'gencache\[redis\]'"):
+                getattr(gencache, name)
+            continue
         assert getattr(gencache, name) is not None
     assert set(gencache.__all__) <= set(dir(gencache))
