@@ -34,7 +34,6 @@ if _missing("redis"):
         "cli/test_redis_commands.py",
         "cli/test_cli_inspection.py",
         "contract/test_single_flight_processes.py",
-        "reliability/test_redis_*.py",
         "unit/test_timeouts.py",  # SQLite and Redis seconds arguments, side by side
     ]
 if _missing("langchain_openai"):

@@ -1,6 +1,6 @@
-"""A worker process for the SQLite reliability tests.
+"""A worker process for tests/sqlite/test_load.py and tests/sqlite/test_faults.py.
 
-Run as ``python -m tests.reliability._sqlite_worker MODE PATH ...``.
+Run as ``python -m tests.support.sqlite_worker MODE PATH ...``.
 
 Modes (the first argument):
     stress PATH WORKER THREADS OPS OPTIONS_JSON: mixed lookups and updates of shared keys,

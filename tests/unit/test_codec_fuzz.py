@@ -53,6 +53,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generati
 from gencache.codec import MAX_PAYLOAD_BYTES, CodecError, decode_entry, encode
 from tests.unit.test_codec import ENVELOPE, JSON, ROUND_TRIPS
 
+pytestmark = [pytest.mark.fault, pytest.mark.fuzz]
+
 __all__ = ["Tripwire", "assert_safe_result", "decodes_safely"]
 
 SECRET_VALUE = "sk-gencache-tripwire-must-never-appear"

@@ -3,7 +3,7 @@
 tests/redis/test_outage.py proves the policy one call at a time: misses by default,
 ``BackendUnavailableError`` when strict, the same cache object working after a restart,
 and a frozen server timing out. Here the outage hits a running workload
-(:class:`tests.reliability.test_redis_load.Workload`) of default and strict caches, and
+(:class:`tests.redis.test_load.Workload`) of default and strict caches, and
 every call is recorded with its start time and duration, so that the tests can assert,
 by phase (before, during, after the outage):
 
@@ -43,7 +43,9 @@ from gencache.errors import BackendError, BackendUnavailableError
 from gencache.redis import RedisCache
 from tests.backends.redis import RedisServer
 from tests.helpers import gens
-from tests.reliability.test_redis_load import Call, Workload, latency_summary
+from tests.redis.test_load import Call, Workload, latency_summary
+
+pytestmark = [pytest.mark.fault, pytest.mark.load]
 
 ANSWER = "the model's own answer"
 SOCKET_TIMEOUT = 0.5  # RedisCache's default, given explicitly: the bound below uses it
@@ -136,7 +138,7 @@ async def run() -> AsyncIterator[Run]:
 
     The workers pace themselves (2 ms between a thread's calls, 20 ms between a task's):
     at full speed the 2 cores saturate, and some calls time out with the server healthy
-    (tests/reliability/test_redis_load.py measures that), which would blur the fault.
+    (tests/redis/test_load.py measures that), which would blur the fault.
     """
     server = RedisServer().start()
     namespace = f"faults-{uuid.uuid4().hex[:12]}"

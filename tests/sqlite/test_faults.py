@@ -38,7 +38,9 @@ from gencache import codec
 from gencache.errors import BackendError, BackendUnavailableError
 from gencache.sqlite import SQLiteCache
 from tests.helpers import FakeClock
-from tests.reliability._sqlite_worker import LLM, WRITER_KEYS, key_for, value, version_of
+from tests.support.sqlite_worker import LLM, WRITER_KEYS, key_for, value, version_of
+
+pytestmark = pytest.mark.fault
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = 300  # about 1 KB each: 100 pages of 4 KiB
@@ -46,7 +48,7 @@ KEYS = 300  # about 1 KB each: 100 pages of 4 KiB
 
 def start_worker(*args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability._sqlite_worker", *map(str, args)],
+        [sys.executable, "-m", "tests.support.sqlite_worker", *map(str, args)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -39,7 +39,7 @@ from gencache.codec import MAX_PAYLOAD_BYTES
 from gencache.redis import RedisCache
 from tests.backends.redis import shared_server
 from tests.helpers import gens
-from tests.reliability.test_codec_fuzz import (
+from tests.unit.test_codec_fuzz import (
     OPENAI,
     OS_SYSTEM,
     SECRET,
@@ -48,6 +48,8 @@ from tests.reliability.test_codec_fuzz import (
     assert_safe_result,
     decodes_safely,
 )
+
+pytestmark = pytest.mark.fault
 
 P, Q, L = "What is the capital of France?", "And of Italy?", "model='m' temperature=0"
 MB = 1_000_000

@@ -25,7 +25,9 @@ import pytest
 
 from gencache import codec, control
 from gencache.sqlite import SQLiteCache
-from tests.reliability._sqlite_worker import FINAL_KEYS, LLM, SHARED_KEYS, value, version_of
+from tests.support.sqlite_worker import FINAL_KEYS, LLM, SHARED_KEYS, value, version_of
+
+pytestmark = pytest.mark.load
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, THREADS = 4, 2
@@ -39,7 +41,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 def start_worker(*args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability._sqlite_worker", *map(str, args)],
+        [sys.executable, "-m", "tests.support.sqlite_worker", *map(str, args)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -27,6 +27,8 @@ from langchain_core.outputs import Generation
 from gencache import InMemoryCache
 from tests.helpers import FakeClock
 
+pytestmark = pytest.mark.load
+
 THREADS = 8
 MAXSIZE = 100
 TTL = 0.05  # fake seconds

@@ -11,7 +11,7 @@ TCP segments), ``clear`` and ``len`` run meanwhile, and every call is recorded:
   a torn or stale-protocol reply);
 * each cache's ``stats()`` agree exactly with the hits, misses and updates callers saw.
 
-:class:`Workload` is also what tests/reliability/test_redis_faults.py drives while it
+:class:`Workload` is also what tests/redis/test_faults.py drives while it
 kills and freezes the server. The full size (x10) is marked ``slow``: ``-m slow``.
 """
 
@@ -34,6 +34,8 @@ from gencache import GenCache
 from gencache.errors import BackendUnavailableError
 from gencache.redis import RedisCache
 from tests.backends.redis import shared_server
+
+pytestmark = pytest.mark.load
 
 __all__ = ["LLM", "Call", "Workload", "latency_summary", "prompt", "value"]
 
