@@ -1,7 +1,8 @@
 """The cost of canonical chat keys (gencache._keys.canonical_prompt), side by side.
 
-Run: ``python benchmarks/bench_keys.py [--quick]``. Prints two markdown tables of medians
-over interleaved rounds:
+Run: ``python benchmarks/bench_keys.py [--quick] [--rounds N] [--json PATH]``. Prints two
+of the harness's markdown tables (median, p90, p99 and max over interleaved rounds; the
+lookups are sampled as the mean of batches of 500):
 
 - a prompt with no AI message: LangChain's ``InMemoryCache`` lookup hit against the same
   lookup preceded by ``canonical_prompt`` (fresh equal strings each call, as LangChain
@@ -14,9 +15,7 @@ over interleaved rounds:
 
 from __future__ import annotations
 
-import argparse
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.caches import InMemoryCache as LangChainCache
@@ -26,15 +25,19 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from _harness import (
     LLM_STRING,
-    Result,
+    Round,
+    Row,
+    arguments,
+    batched,
     environment,
     fresh,
     generation,
     interleave,
-    per_op_ns,
-    table,
+    report,
+    rounds,
+    timed,
 )
-from gencache._keys import canonical_prompt
+from gencache._chat_prompt import canonical_prompt
 
 LC, OURS = "LangChain", "gencache"
 INVOKE, KEY = "cache-hit invoke", "canonical_prompt"
@@ -92,99 +95,95 @@ def conversation(tag: str, turns: int = TURNS) -> list[BaseMessage]:
     return messages
 
 
-def bench_no_ai_message(rounds: int, n: int, make: Callable[[int], str], name: str) -> Result:
+def bench_no_ai_message(rounds: int, n: int, make: Callable[[int], str], name: str) -> Row:
     keys = [make(i) for i in range(1_000)]
     cache = LangChainCache()
     for k in keys:
         cache.update(k, LLM_STRING, generation(0))
     lookup = cache.lookup
 
-    def runner(canonical: bool) -> Callable[[], float]:
-        def run() -> float:
-            ps = [fresh(keys[i % len(keys)]) for i in range(n)]
-            ls = [fresh(LLM_STRING) for _ in range(n)]
+    def runner(canonical: bool) -> Round:
+        def run() -> list[float]:
+            pairs = [(fresh(keys[i % len(keys)]), fresh(LLM_STRING)) for i in range(n)]
 
-            def plain() -> None:
-                for p, s in zip(ps, ls, strict=True):
+            def plain(chunk: Sequence[tuple[str, str]]) -> None:
+                for p, s in chunk:
                     lookup(p, s)
 
-            def keyed() -> None:
-                for p, s in zip(ps, ls, strict=True):
+            def keyed(chunk: Sequence[tuple[str, str]]) -> None:
+                for p, s in chunk:
                     lookup(canonical_prompt(p), s)
 
-            return per_op_ns(keyed if canonical else plain, n)
+            return batched(keyed if canonical else plain, pairs, 500)
 
         return run
 
-    medians = interleave({LC: runner(False), OURS: runner(True)}, rounds)
+    samples = interleave({LC: runner(False), OURS: runner(True)}, rounds)
     size = len(keys[0])
-    return Result(
+    return Row(
         f"{name} ({size} chars): lookup hit",
         "ns",
-        medians,
+        samples,
         note="gencache: canonical_prompt + the same lookup",
     )
 
 
-def bench_conversation(rounds: int, n: int) -> list[Result]:
+def bench_conversation(rounds: int, n: int) -> list[Row]:
     messages = conversation("bench")
     prompt = dumps(messages)
     model = FakeListChatModel(responses=["cached answer"], cache=LangChainCache())
     model.invoke(messages)
 
-    def invoke() -> float:
-        return per_op_ns(lambda: [model.invoke(messages) for _ in range(n)], n)
+    def invoke() -> list[float]:
+        return [timed(model.invoke, messages) for _ in range(n)]
 
     counter = [0]
 
-    def cold() -> float:
+    def cold() -> list[float]:
         # Conversations never seen before: nothing for the memo of recent prompts to reuse.
         ps = [dumps(conversation(f"cold {counter[0]}-{i}")) for i in range(n)]
         counter[0] += 1
-        return per_op_ns(lambda: [canonical_prompt(p) for p in ps], n)
+        return [timed(canonical_prompt, p) for p in ps]
 
-    def next_turn() -> float:
+    def next_turn() -> list[float]:
         # Each timed prompt extends, by an answer and a question, one canonicalised just
         # before (untimed), as the turns of a conversation do.
         counter[0] += 1
-        total = 0
+        samples = []
         for i in range(n):
             talk = conversation(f"turns {counter[0]}-{i}")
             canonical_prompt(dumps(talk[:-2]))
-            p = dumps(talk)
-            start = time.perf_counter_ns()
-            canonical_prompt(p)
-            total += time.perf_counter_ns() - start
-        return total / n
+            samples.append(timed(canonical_prompt, dumps(talk)))
+        return samples
 
-    def repeat() -> float:
+    def repeat() -> list[float]:
         canonical_prompt(prompt)
-        ps = [fresh(prompt) for _ in range(n)]
-        return per_op_ns(lambda: [canonical_prompt(p) for p in ps], n)
+        return [timed(canonical_prompt, fresh(prompt)) for _ in range(n)]
 
     results = []
     size = f"{TURNS} turns, {len(prompt) / 1000:.1f} KB, {len(messages)} messages"
     for label, run in (("cold", cold), ("next turn", next_turn), ("same prompt again", repeat)):
-        medians = interleave({INVOKE: invoke, KEY: run}, rounds)
-        share = f"{100 * medians[KEY] / medians[INVOKE]:.2f} % of the invoke"
-        results.append(Result(f"conversation ({size}): {label}", "ns", medians, note=share))
+        row = Row(
+            f"conversation ({size}): {label}", "ns", interleave({INVOKE: invoke, KEY: run}, rounds)
+        )
+        row.note = f"median {100 * row.median(KEY) / row.median(INVOKE):.2f} % of the invoke"
+        results.append(row)
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    args = parser.parse_args()
-    rounds = 5 if args.quick else 9
+    args = arguments(__doc__).parse_args()
+    n_rounds = rounds(args, 5, 9)
     lookups = [
-        bench_no_ai_message(rounds, 20_000, human_prompt, "one human message"),
-        bench_no_ai_message(rounds, 20_000, system_human_prompt, "system + human message"),
+        bench_no_ai_message(n_rounds, 20_000, human_prompt, "one human message"),
+        bench_no_ai_message(n_rounds, 20_000, system_human_prompt, "system + human message"),
     ]
-    talks = bench_conversation(rounds, 20 if args.quick else 50)
-    print(f"Canonical chat keys — {environment()}\n")
-    print(table(lookups, LC, OURS))
-    print()
-    print(table(talks, INVOKE, KEY))
+    talks = bench_conversation(n_rounds, 20 if args.quick else 50)
+    report(
+        f"Canonical chat keys — {environment()}",
+        [(lookups, LC, OURS), (talks, INVOKE, KEY)],
+        args.json,
+    )
 
 
 if __name__ == "__main__":

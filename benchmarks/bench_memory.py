@@ -1,18 +1,19 @@
 """gencache.InMemoryCache vs langchain_core.caches.InMemoryCache, side by side.
 
-Run: ``python benchmarks/bench_memory.py [--quick]``. Prints a markdown table of medians
-over interleaved rounds and the ratio ours / LangChain's (below 1 is faster/smaller).
+Run: ``python benchmarks/bench_memory.py [--quick] [--rounds N] [--json PATH]``. Prints the
+harness's markdown table (median, p90, p99 and max per operation over interleaved rounds;
+sub-microsecond operations are sampled as the mean of batches of 500) and the ratio
+ours / LangChain's (below 1 is faster/smaller).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import random
-import time
+import statistics
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -23,24 +24,31 @@ from langchain_core.outputs import Generation
 
 from _harness import (
     LLM_STRING,
-    Result,
+    Round,
+    Row,
+    arguments,
+    batched,
     environment,
     fresh,
     generation,
     interleave,
     per_op_ns,
     prompt,
+    report,
+    rounds,
     run_threads,
-    table,
+    single,
+    timed,
 )
 from gencache import InMemoryCache
 
 LC, OURS = "LangChain", "gencache"
 Factory = Callable[..., Any]
 CONTENDERS: dict[str, Factory] = {LC: LangChainCache, OURS: InMemoryCache}
+BATCH = 500  # operations per sample, for operations too short to time one by one
 
 
-def bench_lookup(rounds: int, n: int, hit: bool) -> Result:
+def bench_lookup(rounds: int, n: int, hit: bool) -> Row:
     keys = [prompt(i) for i in range(1_000)]
     value = generation(0)
     caches = {name: make() for name, make in CONTENDERS.items()}
@@ -48,52 +56,50 @@ def bench_lookup(rounds: int, n: int, hit: bool) -> Result:
         for k in keys:
             cache.update(k, LLM_STRING, value)
 
-    def runner(cache: Any) -> Callable[[], float]:
-        def run() -> float:
+    def runner(cache: Any) -> Round:
+        def run() -> list[float]:
             base = keys if hit else [k + "?" for k in keys]
-            ps = [fresh(base[i % len(base)]) for i in range(n)]
-            ls = [fresh(LLM_STRING) for _ in range(n)]
+            pairs = [(fresh(base[i % len(base)]), fresh(LLM_STRING)) for i in range(n)]
             lookup = cache.lookup
 
-            def loop() -> None:
-                for p, s in zip(ps, ls, strict=True):
+            def loop(chunk: Sequence[tuple[str, str]]) -> None:
+                for p, s in chunk:
                     lookup(p, s)
 
-            return per_op_ns(loop, n)
+            return batched(loop, pairs, BATCH)
 
         return run
 
-    medians = interleave({name: runner(c) for name, c in caches.items()}, rounds)
-    return Result(f"lookup {'hit' if hit else 'miss'} (fresh equal strings)", "ns", medians)
+    samples = interleave({name: runner(c) for name, c in caches.items()}, rounds)
+    return Row(f"lookup {'hit' if hit else 'miss'} (fresh equal strings)", "ns", samples)
 
 
-def bench_update(rounds: int, n: int) -> Result:
+def bench_update(rounds: int, n: int) -> Row:
     value = generation(0)
     ps = [prompt(i) for i in range(n)]
 
-    def runner(make: Factory) -> Callable[[], float]:
-        def run() -> float:
+    def runner(make: Factory) -> Round:
+        def run() -> list[float]:
             cache = make()
-            ls = [fresh(LLM_STRING) for _ in range(n)]
-            keys = [fresh(p) for p in ps]
+            pairs = [(fresh(p), fresh(LLM_STRING)) for p in ps]
 
-            def loop() -> None:
-                for p, s in zip(keys, ls, strict=True):
+            def loop(chunk: Sequence[tuple[str, str]]) -> None:
+                for p, s in chunk:
                     cache.update(p, s, value)
 
-            return per_op_ns(loop, n)
+            return batched(loop, pairs, BATCH)
 
         return run
 
-    medians = interleave({name: runner(m) for name, m in CONTENDERS.items()}, rounds)
-    return Result("update, new key, unbounded", "ns", medians)
+    samples = interleave({name: runner(m) for name, m in CONTENDERS.items()}, rounds)
+    return Row("update, new key, unbounded", "ns", samples)
 
 
 def _evicting_key(i: int) -> str:
     return f"short prompt {i}"
 
 
-def bench_eviction(maxsize: int, rounds: int, n: int) -> Result:
+def bench_eviction(maxsize: int, rounds: int, n: int) -> Row:
     """Update with eviction, timed over the first ``rounds * n`` updates after filling."""
     value = generation(0)
     caches: dict[str, Any] = {}
@@ -104,32 +110,32 @@ def bench_eviction(maxsize: int, rounds: int, n: int) -> Result:
             cache.update(_evicting_key(i), "llm", value)
         caches[name], counters[name] = cache, maxsize
 
-    def runner(name: str) -> Callable[[], float]:
-        def run() -> float:
+    def runner(name: str) -> Round:
+        def run() -> list[float]:
             cache, start = caches[name], counters[name]
             keys = [_evicting_key(i) for i in range(start, start + n)]
             counters[name] = start + n
 
-            def loop() -> None:
-                for k in keys:
+            def loop(chunk: Sequence[str]) -> None:
+                for k in chunk:
                     cache.update(k, "llm", value)
 
-            return per_op_ns(loop, n)
+            return batched(loop, keys, BATCH)
 
         return run
 
-    medians = interleave({name: runner(name) for name in caches}, rounds)
+    samples = interleave({name: runner(name) for name in caches}, rounds)
     caches.clear()
     gc.collect()
-    return Result(
+    return Row(
         f"update with eviction, maxsize={maxsize:,}: just filled",
         "ns",
-        medians,
+        samples,
         note=f"first {rounds * n:,} updates after filling",
     )
 
 
-def bench_eviction_long_run(maxsize: int, windows: int = 80, span: int = 20) -> Result:
+def bench_eviction_long_run(maxsize: int, windows: int = 80, span: int = 20) -> Row:
     """Update with eviction, averaged over a long run: ``span * maxsize`` updates.
 
     LangChain's class evicts with ``del d[next(iter(d))]``: each deletion leaves a dead
@@ -138,7 +144,8 @@ def bench_eviction_long_run(maxsize: int, windows: int = 80, span: int = 20) -> 
     1-2.5 x maxsize updates and drops back, and the first updates after filling are the
     cheapest. A cache that runs for hours pays the cycle's mean: this measures it by
     timing ``windows`` evenly spaced windows over ``span`` x maxsize updates (several
-    cycles), after a warm-up of 5 x maxsize updates.
+    cycles), after a warm-up of 5 x maxsize updates. Each window is one sample (its
+    mean ns per update).
 
     Between windows, LangChain's cache is moved forward by doing exactly what its
     ``update`` does (delete the oldest key, insert the new one) without searching for
@@ -168,32 +175,34 @@ def bench_eviction_long_run(maxsize: int, windows: int = 80, span: int = 20) -> 
         for i in range(maxsize):
             cache.update(_evicting_key(i), "llm", value)
         forward(name, cache, maxsize, warmup)
-    elapsed = dict.fromkeys(caches, 0)
+    samples: dict[str, list[float]] = {name: [] for name in caches}
     position = maxsize + warmup
     for w in range(windows):  # the contenders take turns, so that drift hits both
         keys = [_evicting_key(i) for i in range(position, position + window)]
         for name in list(caches)[:: 1 if w % 2 else -1]:
             update = caches[name].update
-            start = time.perf_counter_ns()
-            for k in keys:
-                update(k, "llm", value)
-            elapsed[name] += time.perf_counter_ns() - start
+
+            def loop(update: Callable[..., None] = update, keys: list[str] = keys) -> None:
+                for k in keys:
+                    update(k, "llm", value)
+
+            samples[name].append(per_op_ns(loop, window))
         position += window
         for name, cache in caches.items():
             forward(name, cache, position, spacing - window)
         position += spacing - window
-    totals = {name: ns / (windows * window) for name, ns in elapsed.items()}
     caches.clear()
     gc.collect()
-    return Result(
-        f"update with eviction, maxsize={maxsize:,}: long-run mean",
+    means = ", ".join(f"{who} {statistics.fmean(xs):,.0f}" for who, xs in samples.items())
+    return Row(
+        f"update with eviction, maxsize={maxsize:,}: long run",
         "ns",
-        totals,
-        note=f"{windows} windows of {window:,} over {span * maxsize:,} updates",
+        samples,
+        note=f"{windows} windows of {window:,} over {span * maxsize:,} updates; mean ns: {means}",
     )
 
 
-def bench_zipf(n: int, maxsize: int = 1_000, universe: int = 20_000) -> list[Result]:
+def bench_zipf(n: int, maxsize: int = 1_000, universe: int = 20_000) -> list[Row]:
     rng = random.Random(42)
     weights = [1 / (k**1.1) for k in range(1, universe + 1)]
     keys = [prompt(i) for i in range(universe)]
@@ -205,32 +214,36 @@ def bench_zipf(n: int, maxsize: int = 1_000, universe: int = 20_000) -> list[Res
         f"{OURS} LRU": lambda: InMemoryCache(maxsize=maxsize, policy="lru"),
     }
     rate: dict[str, float] = {}
-    speed: dict[str, float] = {}
+    speed: dict[str, list[float]] = {}
     for name, make in contenders.items():
         cache = make()
         hits = 0
-        start = time.perf_counter_ns()
-        for i in requests:
-            p = fresh(keys[i])
-            if cache.lookup(p, LLM_STRING) is not None:
-                hits += 1
-            else:
-                cache.update(p, LLM_STRING, value)
-        speed[name] = (time.perf_counter_ns() - start) / n
+
+        def loop(chunk: Sequence[int], cache: Any = cache) -> None:
+            nonlocal hits
+            for i in chunk:
+                p = fresh(keys[i])
+                if cache.lookup(p, LLM_STRING) is not None:
+                    hits += 1
+                else:
+                    cache.update(p, LLM_STRING, value)
+
+        speed[name] = batched(loop, requests, BATCH)
         rate[name] = 100 * hits / n
-    note = f"LRU hit rate {rate[f'{OURS} LRU']:.1f} %, {speed[f'{OURS} LRU']:.0f} ns/request"
+    lru = f"{OURS} LRU"
+    note = f"LRU hit rate {rate[lru]:.1f} %, {statistics.median(speed[lru]):.0f} ns/request"
     return [
-        Result(
+        single(
             f"read-through Zipf(1.1), {universe:,} keys, maxsize {maxsize:,}: hit rate",
             "%",
             {LC: rate[LC], OURS: rate[OURS]},
             note=f"FIFO both; {note}",
         ),
-        Result("read-through Zipf: time per request", "ns", {LC: speed[LC], OURS: speed[OURS]}),
+        Row("read-through Zipf: time per request", "ns", {LC: speed[LC], OURS: speed[OURS]}),
     ]
 
 
-def bench_threads(rounds: int, ops: int, threads: int = 4) -> Result:
+def bench_threads(rounds: int, ops: int, threads: int = 4) -> Row:
     keys = [prompt(i) for i in range(2_000)]
     value = generation(0)
     errors: dict[str, int] = dict.fromkeys(CONTENDERS, 0)
@@ -243,26 +256,26 @@ def bench_threads(rounds: int, ops: int, threads: int = 4) -> Result:
             except KeyError:
                 errors[name] += 1
 
-    def runner(name: str, make: Factory) -> Callable[[], float]:
-        def run() -> float:
+    def runner(name: str, make: Factory) -> Round:
+        def run() -> list[float]:
             cache = make(maxsize=500)
             rngs = [random.Random(seed) for seed in range(threads)]
             plans = [[rng.randrange(len(keys)) for _ in range(ops)] for rng in rngs]
             elapsed = run_threads([partial(read_through, name, cache, plan) for plan in plans])
-            return elapsed / (threads * ops)
+            return [elapsed / (threads * ops)]
 
         return run
 
-    medians = interleave({n: runner(n, m) for n, m in CONTENDERS.items()}, rounds)
-    note = f"KeyError raised: LangChain {errors[LC]:,}, gencache {errors[OURS]:,}"
-    return Result(f"{threads} threads, read-through, maxsize 500", "ns", medians, note)
+    samples = interleave({n: runner(n, m) for n, m in CONTENDERS.items()}, rounds)
+    note = f"one sample a round; KeyError: LangChain {errors[LC]:,}, gencache {errors[OURS]:,}"
+    return Row(f"{threads} threads, read-through, maxsize 500", "ns", samples, note)
 
 
-def bench_asyncio(rounds: int, tasks: int = 1_000, per_task: int = 20) -> Result:
+def bench_asyncio(rounds: int, tasks: int = 1_000, per_task: int = 20) -> Row:
     keys = [prompt(i) for i in range(500)]
     value = generation(0)
 
-    def runner(make: Factory) -> Callable[[], float]:
+    def runner(make: Factory) -> Round:
         async def main() -> None:
             cache = make(maxsize=250)
 
@@ -276,16 +289,16 @@ def bench_asyncio(rounds: int, tasks: int = 1_000, per_task: int = 20) -> Result
 
             await asyncio.gather(*(task(s) for s in range(tasks)))
 
-        def run() -> float:
-            return per_op_ns(lambda: asyncio.run(main()), tasks * per_task)
+        def run() -> list[float]:
+            return [per_op_ns(lambda: asyncio.run(main()), tasks * per_task)]
 
         return run
 
-    medians = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
-    return Result(f"{tasks:,} asyncio tasks, read-through", "ns", medians)
+    samples = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
+    return Row(f"{tasks:,} asyncio tasks, read-through", "ns", samples, "one sample a round")
 
 
-def bench_memory(n: int, chat: bool) -> Result:
+def bench_memory(n: int, chat: bool) -> Row:
     sizes: dict[str, float] = {}
     for name, make in CONTENDERS.items():
         gc.collect()
@@ -299,7 +312,7 @@ def bench_memory(n: int, chat: bool) -> Result:
         tracemalloc.stop()
         del cache
     kind = "ChatGeneration: AIMessage of 1 KB + metadata" if chat else "Generation of 1 KB"
-    return Result(
+    return single(
         f"memory per entry (500-char prompt, shared 330-char llm_string, {kind})",
         "B",
         sizes,
@@ -307,22 +320,18 @@ def bench_memory(n: int, chat: bool) -> Result:
     )
 
 
-def bench_chat_model(rounds: int, n: int) -> Result:
-    def runner(make: Factory) -> Callable[[], float]:
+def bench_chat_model(rounds: int, n: int) -> Row:
+    def runner(make: Factory) -> Round:
         model = FakeListChatModel(responses=["cached answer"], cache=make())
         model.invoke("What is the capital of France?")
 
-        def run() -> float:
-            def loop() -> None:
-                for _ in range(n):
-                    model.invoke("What is the capital of France?")
-
-            return per_op_ns(loop, n)
+        def run() -> list[float]:
+            return [timed(model.invoke, "What is the capital of France?") for _ in range(n)]
 
         return run
 
-    medians = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
-    return Result("chat model `invoke`, cache hit, end to end", "ns", medians)
+    samples = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
+    return Row("chat model `invoke`, cache hit, end to end", "ns", samples)
 
 
 def _history(turns: int) -> list[BaseMessage]:
@@ -346,46 +355,40 @@ def _history(turns: int) -> list[BaseMessage]:
     return messages
 
 
-def bench_chat_history(rounds: int, n: int, turns: int = 20) -> Result:
+def bench_chat_history(rounds: int, n: int, turns: int = 20) -> Row:
     history = _history(turns)
 
-    def runner(make: Factory) -> Callable[[], float]:
+    def runner(make: Factory) -> Round:
         model = FakeListChatModel(responses=["cached answer"], cache=make())
         model.invoke(history)
 
-        def run() -> float:
-            def loop() -> None:
-                for _ in range(n):
-                    model.invoke(history)
-
-            return per_op_ns(loop, n)
+        def run() -> list[float]:
+            return [timed(model.invoke, history) for _ in range(n)]
 
         return run
 
-    medians = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
+    samples = interleave({n: runner(m) for n, m in CONTENDERS.items()}, rounds)
     size = sum(len(str(m.content)) for m in history) // 1_000
-    return Result(
+    return Row(
         f"chat model `invoke`, cache hit, {turns}-turn history with AI metadata",
         "ns",
-        medians,
+        samples,
         note=f"~{size} KB of message text; gencache keys it by its canonical form",
     )
 
 
-def _size_of(result: Result) -> str:
+def _size_of(result: Row) -> str:
     return result.name.split(":")[0].removeprefix("update with eviction, ")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     q = args.quick
-    rounds = 5 if q else 9
+    n_rounds = rounds(args, 5, 9)
     results = [
-        bench_lookup(rounds, 50_000, hit=True),
-        bench_lookup(rounds, 50_000, hit=False),
-        bench_update(rounds, 20_000),
+        bench_lookup(n_rounds, 50_000, hit=True),
+        bench_lookup(n_rounds, 50_000, hit=False),
+        bench_update(n_rounds, 20_000),
     ]
     sizes = (1_000, 10_000, 100_000) if q else (1_000, 10_000, 100_000, 1_000_000)
     for maxsize in sizes:
@@ -393,21 +396,27 @@ def main() -> None:
     for maxsize in sizes:
         results.append(bench_eviction_long_run(maxsize, windows=40 if q else 80))
     results += bench_zipf(50_000 if q else 200_000)
-    results.append(bench_threads(rounds, 5_000 if q else 20_000))
+    results.append(bench_threads(n_rounds, 5_000 if q else 20_000))
     results.append(bench_asyncio(3 if q else 5))
     results.append(bench_memory(5_000 if q else 20_000, chat=False))
     results.append(bench_memory(5_000 if q else 20_000, chat=True))
-    results.append(bench_chat_model(rounds, 1_000 if q else 3_000))
-    results.append(bench_chat_history(rounds, 300 if q else 1_000))
-    print(f"InMemoryCache benchmark — {environment()}\n")
-    print(table(results, LC, OURS))
-    for kind in ("just filled", "long-run mean"):
+    results.append(bench_chat_model(n_rounds, 1_000 if q else 3_000))
+    results.append(bench_chat_history(n_rounds, 300 if q else 1_000))
+    growth: dict[str, dict[str, float]] = {}
+    for kind in ("just filled", "long run"):  # medians: of rounds, of windows
         rows = [r for r in results if r.name.startswith("update with eviction") and kind in r.name]
         first, last = rows[0], rows[-1]
-        growth = {who: last.values[who] / first.values[who] for who in (LC, OURS)}
+        growth[kind] = {who: last.median(who) / first.median(who) for who in (LC, OURS)}
+    report(
+        f"InMemoryCache benchmark — {environment()}",
+        [(results, LC, OURS)],
+        args.json,
+        {"eviction_growth": growth},
+    )
+    for kind, grew in growth.items():
         print(
-            f"\nEviction cost, {kind}, from {_size_of(first)} to {_size_of(last)}: "
-            f"LangChain grows {growth[LC]:.1f}×, gencache {growth[OURS]:.1f}×"
+            f"\nEviction cost (median), {kind}, from {_size_of(first)} to {_size_of(last)}: "
+            f"LangChain grows {grew[LC]:.1f}×, gencache {grew[OURS]:.1f}×"
         )
 
 

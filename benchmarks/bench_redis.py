@@ -1,9 +1,10 @@
 """gencache.redis.RedisCache vs langchain_community.cache.RedisCache, side by side.
 
-Run: ``python benchmarks/bench_redis.py [--quick]``. Starts its own ``redis-server`` on a
-free loopback port (no persistence), times every operation of both caches in the same
-process with interleaved rounds, and prints a markdown table of the median, p90, p99 and
-max latency per operation (µs) and the ratio ours / LangChain's (below 1 is faster).
+Run: ``python benchmarks/bench_redis.py [--quick] [--rounds N] [--json PATH]``. Starts its
+own ``redis-server`` on a free loopback port (no persistence), times every operation of
+both caches in the same process with interleaved rounds, and prints the harness's
+markdown table of the median, p90, p99 and max latency per operation and the ratio
+ours / LangChain's (below 1 is faster).
 
 Data: ~500-character prompts, a ~330-character llm_string, and either one ChatGeneration
 whose AIMessage holds about 1 KB ("chat") or one plain Generation of 1,000 characters
@@ -16,7 +17,6 @@ both versions share.
 
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
 import socket
@@ -35,7 +35,22 @@ import redis.client
 from langchain_core.outputs import Generation
 from redis.utils import HIREDIS_AVAILABLE
 
-from _harness import LLM_STRING, environment, fresh, generation, prompt, run_threads
+from _harness import (
+    LLM_STRING,
+    Round,
+    Row,
+    Stats,
+    arguments,
+    environment,
+    fresh,
+    generation,
+    interleave,
+    prompt,
+    report,
+    rounds,
+    run_threads,
+    timed,
+)
 from gencache import InMemoryCache
 from gencache.redis import RedisCache
 
@@ -86,35 +101,6 @@ def redis_server() -> Iterator[int]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def timed(op: Callable[[], object], out: list[float]) -> None:
-    start = time.perf_counter_ns()
-    op()
-    out.append((time.perf_counter_ns() - start) / 1_000)
-
-
-def interleave(runs: dict[str, Callable[[list[float]], None]], rounds: int) -> Samples:
-    """Alternate the contenders' rounds (reversing the order every other round)."""
-    samples: Samples = {name: [] for name in runs}
-    for r in range(rounds):
-        order = list(runs.items())
-        for name, run in reversed(order) if r % 2 else order:
-            run(samples[name])
-    return samples
-
-
-def row(name: str, samples: Samples, note: str = "") -> str:
-    def stats(values: list[float]) -> tuple[float, float, float, float]:
-        cuts = statistics.quantiles(values, n=100)
-        return statistics.median(values), cuts[89], cuts[98], max(values)
-
-    lc, ours = stats(samples[LC]), stats(samples[OURS])
-    return (
-        f"| {name} | {' / '.join(f'{v:.0f}' for v in lc)} "
-        f"| {' / '.join(f'{v:.1f}' if v < 10 else f'{v:.0f}' for v in ours)} "
-        f"| {ours[0] / lc[0]:.2f}× / {ours[1] / lc[1]:.2f}× | {note} |"
-    )
-
-
 def bench_lookup(
     caches: dict[str, Any], rounds: int, n: int, *, hit: bool, values: Values = generation
 ) -> Samples:
@@ -125,12 +111,10 @@ def bench_lookup(
             cache.update(k, LLM_STRING, value)
     base = keys if hit else [k + "?" for k in keys]
 
-    def runner(cache: Any) -> Callable[[list[float]], None]:
-        def run(out: list[float]) -> None:
+    def runner(cache: Any) -> Round:
+        def run() -> list[float]:
             picks = random.sample(range(len(base)), n)
-            for i in picks:
-                p, s = fresh(base[i]), fresh(LLM_STRING)
-                timed(partial(cache.lookup, p, s), out)
+            return [timed(cache.lookup, fresh(base[i]), fresh(LLM_STRING)) for i in picks]
 
         return run
 
@@ -140,15 +124,14 @@ def bench_lookup(
 def bench_update(caches: dict[str, Any], rounds: int, n: int, values: Values) -> Samples:
     counters = dict.fromkeys(caches, 10_000 if values is generation else 200_000)
 
-    def runner(name: str) -> Callable[[list[float]], None]:
+    def runner(name: str) -> Round:
         cache = caches[name]
 
-        def run(out: list[float]) -> None:
+        def run() -> list[float]:
             start = counters[name]
             counters[name] += n
-            for i in range(start, start + n):
-                p, s, v = prompt(i), fresh(LLM_STRING), values(i)
-                timed(partial(cache.update, p, s, v), out)
+            args = [(prompt(i), fresh(LLM_STRING), values(i)) for i in range(start, start + n)]
+            return [timed(cache.update, p, s, v) for p, s, v in args]
 
         return run
 
@@ -165,16 +148,16 @@ def bench_threads(caches: dict[str, Any], rounds: int, ops: int, threads: int = 
             start = time.perf_counter_ns()
             if cache.lookup(k, LLM_STRING) is None:
                 cache.update(k, LLM_STRING, value)
-            out.append((time.perf_counter_ns() - start) / 1_000)
+            out.append(float(time.perf_counter_ns() - start))
 
-    def runner(cache: Any) -> Callable[[list[float]], None]:
-        def run(out: list[float]) -> None:
+    def runner(cache: Any) -> Round:
+        def run() -> list[float]:
             rngs = [random.Random(random.random()) for _ in range(threads)]
             plans = [[keys[rng.randrange(len(keys))] for _ in range(ops)] for rng in rngs]
             outs: list[list[float]] = [[] for _ in range(threads)]
-            run_threads([partial(work, cache, p, o) for p, o in zip(plans, outs, strict=True)])
-            for o in outs:
-                out.extend(o)
+            jobs = [partial(work, cache, p, o) for p, o in zip(plans, outs, strict=True)]
+            run_threads(jobs)
+            return [x for o in outs for x in o]
 
         return run
 
@@ -198,17 +181,17 @@ def bench_repeated_hits(lc: Any, near: RedisCache, rounds: int, n: int) -> tuple
         if time.perf_counter_ns() - start < 10_000:
             break
 
-    def runner(cache: Any) -> Callable[[list[float]], None]:
-        def run(out: list[float]) -> None:
-            for i in range(n):
-                p, s = fresh(hot[i % len(hot)]), fresh(LLM_STRING)
-                timed(partial(cache.lookup, p, s), out)
+    def runner(cache: Any) -> Round:
+        def run() -> list[float]:
+            picks = [(fresh(hot[i % len(hot)]), fresh(LLM_STRING)) for i in range(n)]
+            return [timed(cache.lookup, p, s) for p, s in picks]
 
         return run
 
     samples = interleave({LC: runner(lc), OURS: runner(near), "memory": runner(memory)}, rounds)
-    note = f"near_cache=True; gencache InMemoryCache: {statistics.median(samples['memory']):.1f}"
-    return samples, note + " µs median"
+    in_process = samples.pop("memory")
+    note = f"near_cache=True; gencache InMemoryCache: {statistics.median(in_process):.0f} ns median"
+    return samples, note
 
 
 def bench_invalidation(url: str, n: int) -> str:
@@ -245,7 +228,7 @@ def bench_invalidation(url: str, n: int) -> str:
         start = time.perf_counter_ns()
         other.update(key, LLM_STRING, values[i])
         seen(i)
-        stale.append((time.perf_counter_ns() - start) / 1_000)
+        stale.append(float(time.perf_counter_ns() - start))
         near.lookup(key, LLM_STRING)  # make it local again
     listener = [t for t in threading.enumerate() if t.name == "gencache-redis-near"]
     cpu = "n/a"
@@ -262,59 +245,67 @@ def bench_invalidation(url: str, n: int) -> str:
         cpu = f"{(time.clock_gettime(clock) - before) / 20_001 * 1e6:.1f} µs"
         raw.close()
     other.clear()
-    near.close()
-    cuts = statistics.quantiles(stale, n=100)
+    for cache in (near, other):  # write batched savings while the server is up
+        cache.flush()
+        cache.close()
+    s = Stats.of([x / 1_000 for x in stale])
     return (
-        f"near cache: another client's write seen after median {statistics.median(stale):.0f}"
-        f" / p90 {cuts[89]:.0f} / p99 {cuts[98]:.0f} / max {max(stale):.0f} µs ({n} writes); "
+        f"near cache: another client's write seen after median {s.median:.0f} / p90 "
+        f"{s.p90:.0f} / p99 {s.p99:.0f} / max {s.max:.0f} µs ({n} writes); "
         f"listener CPU per invalidation message: {cpu}"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    args = parser.parse_args()
+    args = arguments(__doc__, "fewer rounds and operations").parse_args()
     warnings.simplefilter("ignore")  # LangChain's loads() warns on every lookup
-    rounds, n = (5, 200) if args.quick else (15, 400)
+    n_rounds, n = rounds(args, 5, 15), 200 if args.quick else 400
     random.seed(42)
     with redis_server() as port:
         lc_client = redis.client.Redis(port=port, db=1)
         url = f"redis://127.0.0.1:{port}/0"
-        caches = {LC: LangChainRedisCache(redis_=lc_client), OURS: RedisCache(url)}
+        ours = RedisCache(url)
+        caches = {LC: LangChainRedisCache(redis_=lc_client), OURS: ours}
         rows = [
-            row(f"lookup hit, {kind}", bench_lookup(caches, rounds, n, hit=True, values=values))
+            Row(
+                f"lookup hit, {kind}",
+                "ns",
+                bench_lookup(caches, n_rounds, n, hit=True, values=values),
+            )
             for kind, values in VALUES.items()
         ]
-        rows.append(row("lookup miss", bench_lookup(caches, rounds, n, hit=False)))
+        rows.append(Row("lookup miss", "ns", bench_lookup(caches, n_rounds, n, hit=False)))
         rows += [
-            row(f"update (new key), {kind}", bench_update(caches, rounds, n, values))
+            Row(f"update (new key), {kind}", "ns", bench_update(caches, n_rounds, n, values))
             for kind, values in VALUES.items()
         ]
-        rows += [
-            row(
+        rows.append(
+            Row(
                 "4 threads, read-through (lookup + update on miss)",
-                bench_threads(caches, max(3, rounds // 3), n),
+                "ns",
+                bench_threads(caches, max(3, n_rounds // 3), n),
                 "per operation, under contention",
-            ),
-        ]
+            )
+        )
         near = RedisCache(url, namespace="gencache-near", near_cache=True)
-        samples, note = bench_repeated_hits(caches[LC], near, rounds, n)
-        rows.append(row("lookup hit, 20 hot prompts repeated", samples, note))
+        samples, note = bench_repeated_hits(caches[LC], near, n_rounds, n)
+        rows.append(Row("lookup hit, 20 hot prompts repeated", "ns", samples, note))
+        near.flush()
         near.close()
         invalidation = bench_invalidation(url, 10 * n)
-        caches[OURS].clear()
+        ours.flush()  # while the server is up: nothing left to write at exit
+        ours.clear()
+        ours.close()
         lc_client.flushdb()
         lc_client.close()
     parser_name = "hiredis" if HIREDIS_AVAILABLE else "pure-Python parser"
-    print(
+    report(
         f"RedisCache benchmark — {environment()}, redis-server on loopback, "
-        f"redis-py {redis.__version__} ({parser_name}) for both caches\n"
+        f"redis-py {redis.__version__} ({parser_name}) for both caches",
+        [(rows, LC, OURS)],
+        args.json,
+        {"invalidation": invalidation},
     )
-    head = "(median / p90 / p99 / max µs)"
-    print(f"| workload | {LC} {head} | {OURS} {head} | ratio (median / p90) | note |")
-    print("|---|---:|---:|---:|---|")
-    print("\n".join(rows))
     print(f"\n{invalidation}")
 
 

@@ -1,17 +1,17 @@
 """gencache.sqlite.SQLiteCache vs langchain_community.cache.SQLiteCache, side by side.
 
-Run: ``python benchmarks/bench_sqlite.py [--quick]``. Both caches use a fresh file in a
-temporary directory of the same file system and the same data (a ~500-character prompt,
-the ~330-character llm_string, one ``ChatGeneration`` of about 1 KB). Every operation is
+Run: ``python benchmarks/bench_sqlite.py [--quick] [--rounds N] [--json PATH]``. Both
+caches use a fresh file in a temporary directory of the same file system and the same
+data (a ~500-character prompt, the ~330-character llm_string, one ``ChatGeneration`` of
+about 1 KB). Every operation is
 timed on its own; rounds alternate between the contenders so that machine drift hits
-both alike. Prints markdown tables of the median, p90, p99 and max per operation, the
-speed-up (LangChain's median / ours), and the throughput of several processes sharing
-our file.
+both alike. Prints the harness's markdown table of the median, p90, p99 and max per
+operation with the ratio ours / LangChain's (below 1 is faster), and the throughput of
+several processes sharing our file.
 """
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import random
 import shutil
@@ -20,13 +20,25 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import LLM_STRING, environment, fresh, generation, prompt, run_threads
+from _harness import (
+    LLM_STRING,
+    Round,
+    Row,
+    arguments,
+    environment,
+    fresh,
+    generation,
+    interleave,
+    prompt,
+    report,
+    rounds,
+    run_threads,
+    timed,
+)
 from gencache.sqlite import SQLiteCache
 
 warnings.filterwarnings("ignore")  # langchain_community's deprecation notices, per call
@@ -35,32 +47,6 @@ from langchain_community.cache import SQLiteCache as LangChainSQLiteCache  # noq
 LC, OURS = "LangChain", "gencache"
 KEYS = 1_000  # entries present before the lookup and mixed workloads
 VALUE = generation(0)
-
-
-@dataclass
-class Row:
-    """One workload: per-operation latencies (µs) for each contender."""
-
-    name: str
-    samples: dict[str, list[float]]
-    note: str = ""
-
-
-def timed(op: Callable[..., object], *args: Any) -> float:
-    """Return how long ``op(*args)`` took, in µs."""
-    start = time.perf_counter_ns()
-    op(*args)
-    return (time.perf_counter_ns() - start) / 1_000
-
-
-def interleave(rounds: int, runs: dict[str, Callable[[], list[float]]]) -> dict[str, list[float]]:
-    """Run each contender's round alternately; gather its per-operation samples."""
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(rounds):
-        order = list(runs.items())
-        for name, run in order[::-1] if r % 2 else order:
-            samples[name] += run()
-    return samples
 
 
 class Contenders:
@@ -80,21 +66,21 @@ class Contenders:
 def bench_lookup(c: Contenders, rounds: int, n: int, *, hit: bool) -> Row:
     rng = random.Random(1)
 
-    def runner(cache: Any) -> Callable[[], list[float]]:
+    def runner(cache: Any) -> Round:
         def run() -> list[float]:
             picks = [fresh(rng.choice(c.prompts) + ("" if hit else "?")) for _ in range(n)]
             return [timed(cache.lookup, p, fresh(LLM_STRING)) for p in picks]
 
         return run
 
-    samples = interleave(rounds, {name: runner(cache) for name, cache in c.caches.items()})
-    return Row(f"lookup {'hit' if hit else 'miss'}", samples)
+    samples = interleave({name: runner(cache) for name, cache in c.caches.items()}, rounds)
+    return Row(f"lookup {'hit' if hit else 'miss'}", "ns", samples)
 
 
 def bench_update(c: Contenders, rounds: int, n: int) -> Row:
     counter = dict.fromkeys(c.caches, KEYS)
 
-    def runner(name: str) -> Callable[[], list[float]]:
+    def runner(name: str) -> Round:
         cache = c.caches[name]
 
         def run() -> list[float]:
@@ -105,8 +91,8 @@ def bench_update(c: Contenders, rounds: int, n: int) -> Row:
 
         return run
 
-    samples = interleave(rounds, {name: runner(name) for name in c.caches})
-    return Row("update (new key)", samples)
+    samples = interleave({name: runner(name) for name in c.caches}, rounds)
+    return Row("update (new key)", "ns", samples)
 
 
 def bench_threads(c: Contenders, rounds: int, n: int, threads: int = 4) -> Row:
@@ -125,7 +111,7 @@ def bench_threads(c: Contenders, rounds: int, n: int, threads: int = 4) -> Row:
             except Exception:
                 errors[name] += 1
 
-    def runner(name: str) -> Callable[[], list[float]]:
+    def runner(name: str) -> Round:
         def run() -> list[float]:
             rngs = [random.Random(t) for t in range(threads)]
             plans = [
@@ -139,12 +125,12 @@ def bench_threads(c: Contenders, rounds: int, n: int, threads: int = 4) -> Row:
 
         return run
 
-    samples = interleave(rounds, {name: runner(name) for name in c.caches})
+    samples = interleave({name: runner(name) for name in c.caches}, rounds)
     note = ", ".join(
         f"{name} {statistics.median(rates[name]):,.0f} ops/s, {errors[name]} errors"
         for name in c.caches
     )
-    return Row(f"{threads} threads, 80 % lookup / 20 % update", samples, note)
+    return Row(f"{threads} threads, 80 % lookup / 20 % update", "ns", samples, note)
 
 
 def bench_ours_only(root: Path, rounds: int, n: int) -> list[Row]:
@@ -167,8 +153,8 @@ def bench_ours_only(root: Path, rounds: int, n: int) -> list[Row]:
     lru.close()
     bounded.close()
     return [
-        Row("lookup hit, LRU (hits written in batches)", {OURS: hits}),
-        Row("update with eviction (maxsize 1,000)", {OURS: evicting}),
+        Row("lookup hit, LRU (hits written in batches)", "ns", {OURS: hits}),
+        Row("update with eviction (maxsize 1,000)", "ns", {OURS: evicting}),
     ]
 
 
@@ -218,51 +204,29 @@ def bench_processes(
     return [(n, statistics.median(rates[n])) for n in counts]
 
 
-def render(rows: list[Row]) -> str:
-    lines = [
-        f"| workload | {LC} median / p90 / p99 / max | {OURS} median / p90 / p99 / max "
-        "| speed-up (median) | note |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        cells = [spread(row.samples.get(name)) for name in (LC, OURS)]
-        base, ours = row.samples.get(LC), row.samples.get(OURS)
-        ratio = (
-            f"{statistics.median(base) / statistics.median(ours):.1f}×" if base and ours else "–"
-        )
-        lines.append(f"| {row.name} | {' | '.join(cells)} | {ratio} | {row.note} |")
-    return "\n".join(lines)
-
-
-def spread(xs: list[float] | None) -> str:
-    """``median / p90 / p99 / max`` in µs, or a dash."""
-    if not xs:
-        return "–"
-    cuts = statistics.quantiles(xs, n=100)
-    figures = (statistics.median(xs), cuts[89], cuts[98], max(xs))
-    return " / ".join(f"{x:,.1f}" for x in figures) + " µs"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    q = parser.parse_args().quick
-    rounds = 4 if q else 16
+    args = arguments(__doc__, "fewer rounds, fewer operations per process").parse_args()
+    q = args.quick
+    n_rounds = rounds(args, 4, 16)
     root = Path(tempfile.mkdtemp(prefix="gencache-bench-"))
     try:
         c = Contenders(root)
         rows = [
-            bench_lookup(c, rounds, 200, hit=True),
-            bench_lookup(c, rounds, 200, hit=False),
-            bench_update(c, rounds, 30 if q else 60),
-            bench_threads(c, rounds // 2, 100 if q else 300),
+            bench_lookup(c, n_rounds, 200, hit=True),
+            bench_lookup(c, n_rounds, 200, hit=False),
+            bench_update(c, n_rounds, 30 if q else 60),
+            bench_threads(c, max(2, n_rounds // 2), 100 if q else 300),
         ]
-        rows += bench_ours_only(root, rounds, 200)
+        rows += bench_ours_only(root, n_rounds, 200)
         processes = bench_processes(root, (1, 2, 4), 1_000 if q else 4_000, 1 if q else 3)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"SQLiteCache benchmark — {environment()}, SQLite {sqlite3.sqlite_version}\n")
-    print(render(rows))
+    report(
+        f"SQLiteCache benchmark — {environment()}, SQLite {sqlite3.sqlite_version}",
+        [(rows, LC, OURS)],
+        args.json,
+        {"processes": {str(n): rate for n, rate in processes}},
+    )
     print(f"\n{OURS} SQLiteCache, processes sharing one file (80 % lookup / 20 % update):\n")
     print("| processes | total ops/s | ops/s per process |\n|---:|---:|---:|")
     for n, rate in processes:
