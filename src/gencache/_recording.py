@@ -30,7 +30,7 @@ from langchain_core.outputs import Generation
 from langchain_core.utils.utils import LC_ID_PREFIX
 
 from gencache import codec
-from gencache._keys import canonical_prompt
+from gencache._chat_prompt import canonical_prompt
 from gencache.errors import GenCacheError
 
 __all__ = ["Entry", "ReplayError", "find_secret", "load", "render", "without_run_id"]

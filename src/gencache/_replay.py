@@ -18,8 +18,9 @@ from langchain_core.outputs import Generation
 
 from gencache import codec
 from gencache._cache import GenCache, check_bool, check_generations
+from gencache._chat_prompt import canonical_prompt
 from gencache._explain import MAX_SCANNED, Explanation, common_prefix, describe_differences
-from gencache._keys import canonical_prompt, check_key
+from gencache._keys import check_key
 from gencache._recording import Entry, ReplayError, find_secret, load, render, without_run_id
 from gencache.stats import CacheStats
 

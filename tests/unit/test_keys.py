@@ -35,7 +35,8 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import Generation
 
-from gencache._keys import KEY_VERSION, canonical_prompt, check_key, digest
+from gencache._chat_prompt import canonical_prompt
+from gencache._keys import KEY_VERSION, check_key, digest
 
 HEAD = '[{"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "'
 DROPPED = ("id", "usage_metadata", "response_metadata")

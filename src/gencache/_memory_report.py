@@ -1,0 +1,107 @@
+"""What an ``InMemoryCache`` says about itself: ``len()``, ``stats()`` and ``explain()``.
+
+Also the accounting glue behind :attr:`gencache.CacheStats.saved`: hits note their slot in
+a bounded log (one atomic append), and :meth:`MemoryReport._drain` adds up what they saved
+from the slots' usage metadata and the provider timings kept when they were written.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from gencache._accounting import cost_of
+from gencache._control import current_options
+from gencache._explain import MAX_SCANNED, Candidate, Explanation, explain
+from gencache._index import GENERATIONS, KEY, LLM_STRING, WRITTEN, find, scope_of
+from gencache._keys import check_key
+from gencache._memory_state import MemoryState
+from gencache.stats import CacheStats
+
+__all__ = ["MemoryReport"]
+
+
+class MemoryReport(MemoryState):
+    """``len()``, ``stats()``, ``explain()`` and the savings drain of an ``InMemoryCache``.
+
+    Thread safety: as the cache's (any thread); each takes the cache's lock.
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        """Return the number of live (unexpired) entries."""
+        with self._locked():
+            self._purge(self._timer(), None)
+            return len(self._queue)
+
+    def stats(self) -> CacheStats:
+        """Return a snapshot of the counters; expired entries are purged first."""
+        self._drain()
+        saved, by_model = self._acct.ledger.snapshot()
+        with self._locked():
+            self._purge(self._timer(), None)
+            size = len(self._queue)
+            return CacheStats(
+                hits=self._hits.value,
+                misses=self._misses.value,
+                updates=self._inserted + self._replaced,
+                evictions=self._inserted - size - self._expirations - self._cleared,
+                expirations=self._expirations,
+                size=size,
+                maxsize=self._maxsize,
+                bypassed=self._bypassed.value,
+                skipped=self._skipped.value,
+                refused=self._refused.value,
+                coalesced=self._coalesced.value,
+                saved=saved,
+                by_model=by_model,
+            )
+
+    def explain(self, prompt: str, llm_string: str) -> Explanation:
+        """Say whether :meth:`lookup` would hit now, and why not, naming what differs.
+
+        No side effects (statistics, recency, expiry removal). O(entries), at most
+        :data:`gencache._explain.MAX_SCANNED` compared, under the lock.
+
+        Raises:
+            TypeError: If ``prompt`` or ``llm_string`` is not a ``str``.
+        """
+        check_key(prompt, llm_string)
+        opts = current_options()
+        if not opts.read:
+            reason = ("read disabled by gencache.control(read=False)",)
+            return Explanation(False, "Miss: reads are disabled here.", reason)
+        key = self._key(prompt, opts.scope)
+        asked = key if isinstance(key, str) else key[1]
+        now = self._timer()
+        with self._locked():
+            deadlines = self._deadlines
+            slot = find(self._cells, key, llm_string)
+            if slot is not None:
+                expires = None if deadlines is None else deadlines.deadline(id(slot))
+                fresh = expires is None or expires > now
+                young = opts.max_age is None or now - slot[WRITTEN] < opts.max_age
+                if fresh and young:
+                    return Explanation(True, "Hit: this request is stored.")
+            candidates = [
+                Candidate(
+                    s[KEY] if isinstance(s[KEY], str) else s[KEY][1],
+                    s[LLM_STRING],
+                    scope_of(s),
+                    None if deadlines is None else deadlines.deadline(id(s)),
+                    s[WRITTEN],
+                )
+                for s in itertools.islice(self._order, MAX_SCANNED)
+            ]
+        return explain(asked, llm_string, opts.scope, candidates, now=now, max_age=opts.max_age)
+
+    def _drain(self) -> None:
+        """Add what the noted hits saved to the ledger (from the slots' usage metadata)."""
+        log = self._hit_log
+        while log:
+            try:
+                slot = log.popleft()
+            except IndexError:  # another thread drained it
+                return
+            seconds = self._took.get(id(slot))
+            self._acct.ledger.add(cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds))
