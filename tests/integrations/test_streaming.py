@@ -1123,3 +1123,97 @@ async def test_openai_astream_events_show_a_hit(
     assert [e["event"] for e in warm] == [e["event"] for e in cold]
     assert sum(e["event"] == "on_chat_model_stream" for e in warm) == 7
     assert {e["name"] for e in warm} == {"ChatOpenAI"}
+
+
+# -- canonical keys and accounting for streamed conversations --------------------------------
+
+
+def _streamed_conversation(model: BaseChatModel, turns: int) -> list[BaseMessage]:
+    """``turns`` streamed turns, each answer merged from its chunks and kept as history."""
+    history: list[BaseMessage] = [HumanMessage("You are terse. Hello.")]
+    for turn in range(turns):
+        history.append(HumanMessage(f"question {turn}"))
+        chunks = chunks_of(model.stream(history))
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged += chunk
+        history.append(merged)
+    return history
+
+
+def test_openai_a_streamed_conversation_run_twice_hits_every_turn(
+    make_cache: Factory, openai: StreamingOpenAI, chat_openai: Any
+) -> None:
+    # Each streamed answer kept as history carries the provider's usage, fingerprint and
+    # response id, and a replay its own run id: the next turn's key is the same anyway.
+    cache = make_cache()
+    model = cached(chat_openai(stream_usage=True), cache=cache)
+    first = _streamed_conversation(model, 4)
+    assert len(openai.requests) == 4
+    last = first[-1]
+    assert isinstance(last, AIMessageChunk)
+    assert last.usage_metadata is not None
+    assert last.response_metadata["system_fingerprint"] == "fp_test"
+    assert last.id is not None
+    second = _streamed_conversation(model, 4)
+    assert len(openai.requests) == 4  # every turn of the second run hit
+    assert [m.content for m in second] == [m.content for m in first]
+    assert first[2].id != second[2].id  # the ids differ, and still every turn hit
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (4, 4)
+    saved = stats.saved  # stream hits count as saved calls and tokens
+    assert (saved.calls, saved.input_tokens, saved.output_tokens) == (4, 4 * 12, 4 * 9)
+
+
+def test_a_streamed_conversation_with_the_fake_model_hits_every_turn(
+    make_cache: Factory,
+) -> None:
+    cache = make_cache()
+    answers = Answers()
+    model = cached(fake(answers), cache=cache)
+    _streamed_conversation(model, 3)
+    assert answers.calls == 3
+    _streamed_conversation(model, 3)
+    assert answers.calls == 3
+    assert cache.stats().saved.calls == 3
+
+
+def _invoked_conversation(model: BaseChatModel, turns: int) -> list[BaseMessage]:
+    """:func:`_streamed_conversation`, with ``invoke``: each answer an ``AIMessage``."""
+    history: list[BaseMessage] = [HumanMessage("You are terse. Hello.")]
+    for turn in range(turns):
+        history.append(HumanMessage(f"question {turn}"))
+        history.append(model.invoke(history))
+    return history
+
+
+@pytest.mark.parametrize(
+    "streamed_first", [True, False], ids=["stream-then-invoke", "invoke-then-stream"]
+)
+def test_openai_a_conversation_streamed_once_and_invoked_once_hits_every_turn(
+    make_cache: Factory, openai: StreamingOpenAI, chat_openai: Any, streamed_first: bool
+) -> None:
+    # A streamed answer in the history is an AIMessageChunk (its own class, type and
+    # chunk_position), an invoked one an AIMessage: the provider receives the same message,
+    # so the next turn's key is the same.
+    cache = make_cache()
+    model = cached(chat_openai(stream_usage=True), cache=cache)
+    runs = [_streamed_conversation, _invoked_conversation]
+    if not streamed_first:
+        runs.reverse()
+    first = runs[0](model, 4)
+    assert len(openai.requests) == 4
+    second = runs[1](model, 4)
+    assert len(openai.requests) == 4  # every turn of the other run hit
+    assert [m.content for m in second] == [m.content for m in first]
+    assert {type(m) for m in first[2::2]} != {type(m) for m in second[2::2]}
+
+
+def test_a_conversation_streamed_then_invoked_with_the_fake_model_hits_every_turn(
+    make_cache: Factory,
+) -> None:
+    answers = Answers()
+    model = cached(fake(answers), cache=make_cache())
+    _streamed_conversation(model, 3)
+    _invoked_conversation(model, 3)
+    assert answers.calls == 3

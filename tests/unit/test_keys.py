@@ -595,3 +595,46 @@ def test_check_key_accepts_strings_and_names_the_wrong_part() -> None:
     check_key("p", "l")
     with pytest.raises(TypeError, match="llm_string must be a str, not int"):
         check_key("p", 1)
+
+
+def _merged(*chunks: Any) -> Any:
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    return merged
+
+
+def test_a_merged_stream_chunk_keys_as_the_message_it_equals() -> None:
+    from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+    from langchain_core.messages.tool import tool_call_chunk
+
+    usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+    streamed = _merged(
+        AIMessageChunk("Par", id="run-1", response_metadata={"model_name": "m"}),
+        AIMessageChunk("is.", usage_metadata=usage, chunk_position="last"),
+    )
+    invoked = AIMessage("Paris.", id="other", usage_metadata=usage)
+    ask = HumanMessage("Capital of France?")
+    assert canonical_prompt(dumps([ask, streamed])) == canonical_prompt(dumps([ask, invoked]))
+    # Tool calls streamed as tool_call_chunks: the same as the parsed tool calls.
+    tools = _merged(
+        AIMessageChunk(
+            "", tool_call_chunks=[tool_call_chunk(name="f", args='{"a": 1}', id="c1", index=0)]
+        ),
+        AIMessageChunk("", chunk_position="last"),
+    )
+    called = AIMessage("", tool_calls=tools.tool_calls)
+    assert canonical_prompt(dumps([ask, tools])) == canonical_prompt(dumps([ask, called]))
+    # What reaches the provider still splits keys: another text, another argument.
+    other = AIMessage("Lyon.", usage_metadata=usage)
+    assert canonical_prompt(dumps([ask, streamed])) != canonical_prompt(dumps([ask, other]))
+    changed = AIMessage("", tool_calls=[{**tools.tool_calls[0], "args": {"a": 2}}])
+    assert canonical_prompt(dumps([ask, tools])) != canonical_prompt(dumps([ask, changed]))
+    # The next turn after a streamed answer: the same key as after the invoked one.
+    then = HumanMessage("And of Spain?")
+    assert canonical_prompt(dumps([ask, streamed, then])) == canonical_prompt(
+        dumps([ask, invoked, then])
+    )
+    # Idempotent: a canonical form canonicalises to itself.
+    once = canonical_prompt(dumps([ask, tools]))
+    assert canonical_prompt(once) == once
