@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
 from gencache import GenCache, complete_only, control
+from tests.chat_models import CountingChatModel
 from tests.conftest import Factory, backends_with
 from tests.helpers import FakeClock, chat_gens, gens
 
@@ -285,3 +286,83 @@ def test_canonical_keys_can_be_turned_off(make_cache: Factory) -> None:
     cache = make_cache(canonical_keys=False)
     cache.update(P, L, chat_gens("x"))
     assert cache.lookup(P, L) == chat_gens("x")
+
+
+def test_max_age_in_real_time_on_every_backend(make_cache: Factory) -> None:
+    # No fake clock: Redis keeps its own times. Polls until the entry is too old, with a
+    # generous deadline; asserts only that it took at least the age asked for.
+    cache = make_cache()
+    written = time.monotonic()
+    cache.update(P, L, gens("stored"))
+    with control(max_age=3_600):
+        assert cache.lookup(P, L) == gens("stored")
+    deadline = written + 30
+    with control(max_age=1):
+        while cache.lookup(P, L) is not None:
+            assert time.monotonic() < deadline, "never older than max_age=1"
+            time.sleep(0.05)
+    assert time.monotonic() - written >= 0.9  # never a miss before it was old enough
+    assert cache.lookup(P, L) == gens("stored")  # still stored, for callers without max_age
+    assert len(cache) == 1
+
+
+def _prompts() -> list[str]:
+    return [f"question {i}" for i in range(4)]
+
+
+def test_scope_reaches_batch_worker_threads(make_cache: Factory) -> None:
+    cache = make_cache()
+    model = CountingChatModel(cache=cache, delay=0.0)
+    with control(scope="a"):
+        model.batch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 4
+    with control(scope="b"):
+        model.batch(_prompts())  # type: ignore[arg-type]  # scope a's entries: invisible
+    assert model.calls == 8
+    model.batch(_prompts())  # type: ignore[arg-type]  # nor outside any scope
+    assert model.calls == 12
+    with control(scope="a"):
+        answers = model.batch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 12
+    assert [a.content for a in answers] == [f"answer to {p}" for p in _prompts()]
+    assert len(cache) == 12
+    cache.clear(scope="a")
+    with control(scope="a"):
+        model.batch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 16
+
+
+def test_write_false_reaches_batch_worker_threads(make_cache: Factory) -> None:
+    cache = make_cache()
+    model = CountingChatModel(cache=cache, delay=0.0)
+    with control(write=False):
+        model.batch(_prompts())  # type: ignore[arg-type]
+    assert len(cache) == 0
+    assert cache.stats().skipped == 4
+
+
+async def test_read_false_reaches_abatch_tasks(make_cache: Factory) -> None:
+    cache = make_cache()
+    model = CountingChatModel(cache=cache, delay=0.0)
+    await model.abatch(_prompts())  # type: ignore[arg-type]
+    await model.abatch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 4
+    with control(read=False):
+        await model.abatch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 8  # every call went to the provider
+    assert cache.stats().bypassed == 4
+    await model.abatch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 8  # and outside, hits again
+
+
+async def test_scope_reaches_abatch_tasks(make_cache: Factory) -> None:
+    cache = make_cache()
+    model = CountingChatModel(cache=cache, delay=0.0)
+    with control(scope="a"):
+        await model.abatch(_prompts())  # type: ignore[arg-type]
+    with control(scope="b"):
+        await model.abatch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 8
+    with control(scope="a"):
+        await model.abatch(_prompts())  # type: ignore[arg-type]
+    assert model.calls == 8
