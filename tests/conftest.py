@@ -44,6 +44,8 @@ if _missing("langchain_openai"):
     ]
 if _missing("langgraph"):
     collect_ignore_glob += ["integrations/test_langgraph.py"]
+if _missing("genai_prices"):
+    collect_ignore_glob += ["contract/test_genai_prices.py"]
 
 
 def backends_with(*features: str) -> list[Any]:

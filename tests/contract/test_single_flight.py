@@ -8,13 +8,18 @@ multiple of the model's own delay far below what serial calls would take.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import CodeType, FrameType
 
 import pytest
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
 
 from gencache import control
+from gencache._flight import Flight
 from tests.chat_models import CountingChatModel, ProviderError
 from tests.conftest import Factory
 from tests.helpers import gens
@@ -86,9 +91,46 @@ async def test_an_owner_failure_releases_the_waiters_who_then_pay_together(
     assert elapsed < 16 * one_call + 5
 
 
+class WaitingFailingModel(CountingChatModel):
+    """Its failing calls raise only once ``waiters`` other threads wait for their flight.
+
+    So every waiter has joined the flight before the owner fails, whatever the machine's
+    speed: the count of provider calls after the failure is exact.
+    """
+
+    waiters: int = 0
+
+    def _answer(self, messages: list[BaseMessage], number: int) -> ChatResult:
+        if number <= self.fail_first:
+            _wait_until_threads_wait_in_a_flight(self.waiters)
+        return super()._answer(messages, number)
+
+
+def _wait_until_threads_wait_in_a_flight(count: int) -> None:
+    """Block until ``count`` threads are blocked in :meth:`Flight.wait` (at most 60 s)."""
+    code = Flight.wait.__code__
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        waiting = sum(_runs(top, code) for top in sys._current_frames().values())
+        if waiting >= count:
+            return
+        time.sleep(0.005)
+    msg = f"fewer than {count} threads waited for the flight within 60 s"
+    raise AssertionError(msg)
+
+
+def _runs(frame: FrameType | None, code: CodeType) -> bool:
+    """Whether ``code`` is on the stack that ``frame`` tops."""
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def test_a_thread_owner_failure_releases_waiters(make_cache: Factory) -> None:
     cache = make_cache(single_flight=True, flight_timeout=60)
-    model = CountingChatModel(cache=cache, delay=0.3, fail_first=1)
+    model = WaitingFailingModel(cache=cache, delay=0.0, fail_first=1, waiters=7)
     barrier = threading.Barrier(8)
 
     def ask() -> str:
@@ -103,7 +145,9 @@ def test_a_thread_owner_failure_releases_waiters(make_cache: Factory) -> None:
         results = list(pool.map(lambda _: ask(), range(8)))
     assert results.count("failed") == 1
     assert results.count("answer to same") == 7
-    assert model.calls <= 8
+    assert model.calls == 8  # 1 failed owner, then each of the 7 released waiters once
+    stats = cache.stats()
+    assert stats.coalesced == 0  # nobody was answered by the failed call
     assert time.monotonic() - start < 30  # released at once, not after flight_timeout
 
 
@@ -117,6 +161,16 @@ def test_the_owner_asking_again_is_not_blocked_by_itself(make_cache: Factory) ->
     assert cache.lookup("p", L) == gens("v")
 
 
+async def test_a_task_owner_asking_again_is_not_blocked_by_itself(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True, flight_timeout=30)
+    assert await cache.alookup("p", L) is None  # this task now owns the flight
+    start = time.monotonic()
+    assert await cache.alookup("p", L) is None  # the same task again: no wait for itself
+    assert time.monotonic() - start < 10
+    await cache.aupdate("p", L, gens("v"))
+    assert await cache.alookup("p", L) == gens("v")
+
+
 def test_a_waiter_never_waits_longer_than_flight_timeout(make_cache: Factory) -> None:
     cache = make_cache(single_flight=True, flight_timeout=0.5)
     assert cache.lookup("p", L) is None  # owner that never updates
@@ -126,6 +180,26 @@ def test_a_waiter_never_waits_longer_than_flight_timeout(make_cache: Factory) ->
     waiter.join(60)
     assert not waiter.is_alive()
     assert result == [None]
+
+
+def test_control_read_false_opts_out_of_coalescing(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.2)
+    with control(read=False):
+        results = model.batch(["same"] * 4)
+    assert model.calls == 4
+    assert {r.content for r in results} == {"answer to same"}
+    stats = cache.stats()
+    assert (stats.coalesced, stats.bypassed) == (0, 4)
+
+
+async def test_control_read_false_opts_out_of_coalescing_in_tasks(make_cache: Factory) -> None:
+    cache = make_cache(single_flight=True)
+    model = CountingChatModel(cache=cache, delay=0.2)
+    with control(read=False):
+        await asyncio.gather(*(model.ainvoke("same") for _ in range(4)))
+    assert model.calls == 4
+    assert cache.stats().coalesced == 0
 
 
 def test_control_write_false_opts_out_of_coalescing(make_cache: Factory) -> None:

@@ -608,10 +608,10 @@ def test_a_merged_stream_chunk_keys_as_the_message_it_equals() -> None:
     from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
     from langchain_core.messages.tool import tool_call_chunk
 
-    usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+    usage: Any = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
     streamed = _merged(
-        AIMessageChunk("Par", id="run-1", response_metadata={"model_name": "m"}),
-        AIMessageChunk("is.", usage_metadata=usage, chunk_position="last"),
+        AIMessageChunk(content="Par", id="run-1", response_metadata={"model_name": "m"}),
+        AIMessageChunk(content="is.", usage_metadata=usage, chunk_position="last"),
     )
     invoked = AIMessage("Paris.", id="other", usage_metadata=usage)
     ask = HumanMessage("Capital of France?")
@@ -619,9 +619,10 @@ def test_a_merged_stream_chunk_keys_as_the_message_it_equals() -> None:
     # Tool calls streamed as tool_call_chunks: the same as the parsed tool calls.
     tools = _merged(
         AIMessageChunk(
-            "", tool_call_chunks=[tool_call_chunk(name="f", args='{"a": 1}', id="c1", index=0)]
+            content="",
+            tool_call_chunks=[tool_call_chunk(name="f", args='{"a": 1}', id="c1", index=0)],
         ),
-        AIMessageChunk("", chunk_position="last"),
+        AIMessageChunk(content="", chunk_position="last"),
     )
     called = AIMessage("", tool_calls=tools.tool_calls)
     assert canonical_prompt(dumps([ask, tools])) == canonical_prompt(dumps([ask, called]))
