@@ -47,6 +47,7 @@ __all__ = [
     "Leases",
     "SingleFlight",
     "owner_of_this_call",
+    "owns",
     "provider_seconds",
     "watch_runs",
     "watch_task",
@@ -145,8 +146,12 @@ class Flights:
             flight = self._flights.get(digest)
             if flight is None or time.monotonic() - flight.started >= self.timeout:
                 flight = self._flights[digest] = Flight(owner)
-                return flight, True, True
-            return flight, flight.owner == owner, False
+            else:
+                return flight, owns(flight, owner), False
+        # Outside the lock: what this context owns, for the calls it makes meanwhile.
+        owned = _OWNED.get()
+        _OWNED.set((*(f for f in owned if f.state == _FLYING), flight))
+        return flight, True, True
 
     def peek(self, digest: str) -> Flight | None:
         """The key's flight in progress, if any and not abandoned (no new one)."""
@@ -195,6 +200,18 @@ def _after(flight: Flight) -> None:
     if callback is not None:
         with contextlib.suppress(Exception):  # housekeeping: a lease also expires by itself
             callback(flight.state == _FAILED)
+
+
+# The flights this context owns. A call made inside the owner's provider call runs in a
+# copy of its context (an asyncio task that LangChain starts for a nested ``ainvoke``, a
+# thread started with the context), so it sees them and is not blocked by its own flight;
+# callers that started before the flight (batch workers, gathered tasks) do not.
+_OWNED: ContextVar[tuple[Flight, ...]] = ContextVar("gencache_owned_flights", default=())
+
+
+def owns(flight: Flight, owner: Hashable) -> bool:
+    """Whether ``owner``, in this context, owns ``flight`` (so must not wait for it)."""
+    return flight.owner == owner or flight in _OWNED.get()
 
 
 def owner_of_this_call() -> Hashable:
@@ -327,7 +344,7 @@ class SingleFlight:
     def waiting(self, digest: str, owner: Hashable) -> Flight | None:
         """Another caller's flight of ``digest`` to wait for, before reading the store."""
         flight = self.flights.peek(digest)
-        return flight if flight is not None and flight.owner != owner else None
+        return flight if flight is not None and not owns(flight, owner) else None
 
     def miss(
         self, key: Key, owner: Hashable, read: Reader

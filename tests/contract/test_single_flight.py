@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType, FrameType
+from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
@@ -169,6 +170,36 @@ async def test_a_task_owner_asking_again_is_not_blocked_by_itself(make_cache: Fa
     assert time.monotonic() - start < 10
     await cache.aupdate("p", L, gens("v"))
     assert await cache.alookup("p", L) == gens("v")
+
+
+class AsksItselfFirst(CountingChatModel):
+    """Its first provider call asks the same model the same question (a nested ``ainvoke``,
+    which LangChain runs in a task of its own) before answering."""
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> ChatResult:
+        if self.calls == 0:
+            self._count()
+            inner = await self.ainvoke(messages)
+            return self._answer([*messages, inner], 1)
+        return await super()._agenerate(messages, stop, **kwargs)
+
+
+async def test_a_nested_ainvoke_of_the_owners_own_request_is_not_blocked_by_it(
+    make_cache: Factory,
+) -> None:
+    # The nested call runs in a child task of the owner's call: it owns the flight too.
+    # Blocked by its own flight it would wait the whole flight_timeout (60 s).
+    cache = make_cache(single_flight=True, flight_timeout=60)
+    model = AsksItselfFirst(cache=cache, delay=0.05)
+    start = time.monotonic()
+    answer = await model.ainvoke("same")
+    assert time.monotonic() - start < 30
+    assert model.calls == 2  # the outer call and the nested one, each once
+    assert answer.content
+    assert (await model.ainvoke("same")).content == answer.content  # stored: a hit
+    assert model.calls == 2
 
 
 def test_a_waiter_never_waits_longer_than_flight_timeout(make_cache: Factory) -> None:
