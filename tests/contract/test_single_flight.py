@@ -16,6 +16,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
@@ -177,13 +178,17 @@ class AsksItselfFirst(CountingChatModel):
     which LangChain runs in a task of its own) before answering."""
 
     async def _agenerate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         if self.calls == 0:
             self._count()
             inner = await self.ainvoke(messages)
             return self._answer([*messages, inner], 1)
-        return await super()._agenerate(messages, stop, **kwargs)
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
 
 
 async def test_a_nested_ainvoke_of_the_owners_own_request_is_not_blocked_by_it(
