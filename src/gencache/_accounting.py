@@ -21,7 +21,7 @@ import math
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -59,6 +59,7 @@ _MODEL_RES = (
     re.compile(r'"id":\s*\[[^\]]*"([^"]{1,200})"\]'),
 )
 _PENDING_MAX = 4_096  # misses remembered for provider timing (oldest dropped first)
+_TALLY_MAX, _TALLY_DELAY = 256, 1.0  # hits noted before they are counted, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +358,11 @@ class Accountant:
         self._savings = savings
         self._book = None if savings is None else SavingsBook(savings)
         self._zero_usage, self._mark, self._backend = zero_usage, mark, backend
+        # Hits noted as (digest, stored cost), counted in batches by _settle: a hit costs
+        # one append (atomic, no lock); parsing, pricing and summing happen once per batch.
+        self._tally: deque[tuple[str, object]] = deque()
+        self._due: float | None = None
+        self._settling = threading.Lock()
 
     def cost_meta(
         self, llm_string: str, generations: Sequence[Generation], seconds: float | None
@@ -375,9 +381,18 @@ class Accountant:
         self, digest: str, value: list[Generation], meta: Mapping[str, Any], age: float | None
     ) -> list[Generation]:
         """A hit read from the store: count its saving; rewrite it if asked to."""
-        cost = Cost.from_meta(meta.get("cost"))
-        if cost is not None:
-            self.saved(digest, cost)
+        raw = meta.get("cost")
+        if raw is not None:
+            tally = self._tally
+            tally.append((digest, raw))
+            if len(tally) >= _TALLY_MAX:
+                self.flush()
+            elif self._book is not None:
+                now = time.monotonic()
+                if self._due is None:
+                    self._due = now + _TALLY_DELAY
+                elif now >= self._due:
+                    self.flush()
         if not (self._zero_usage or self._mark):
             return value
         mark: dict[str, Any] | None = None
@@ -392,8 +407,56 @@ class Accountant:
         """Count the saving of an answer shared by another caller's call (single-flight)."""
         self.saved(digest, cost_of(llm_string, value, seconds))
 
+    def _settle(self) -> None:
+        """Count the noted hits: O(noted), one parse and one price per distinct cost."""
+        costs: dict[Hashable, list[Any]] = {}  # stored cost -> [raw, hits]
+        hits: dict[str, int] = {}
+        with self._settling:
+            self._due = None
+            tally = self._tally
+            while tally:
+                try:
+                    digest, raw = tally.popleft()
+                except IndexError:  # pragma: no cover - drained by another thread
+                    break
+                try:
+                    ident: Hashable = tuple(cast("dict[str, Any]", raw).items())
+                    group = costs.get(ident)
+                except (AttributeError, TypeError):  # not a dict of hashable values
+                    ident, group = id(raw), None
+                if group is None:
+                    costs[ident] = group = [raw, 0, {}]
+                group[1] += 1
+                group[2][digest] = group[2].get(digest, 0) + 1
+        book = self._book
+        by_model: dict[str, Savings] = {}
+        for raw, calls, digests in costs.values():
+            cost = Cost.from_meta(raw)
+            if cost is None:
+                continue
+            money = self.ledger.add(cost, calls)
+            if book is not None:
+                saved = Savings(
+                    calls,
+                    calls * cost.input_tokens,
+                    calls * cost.output_tokens,
+                    calls * (cost.seconds or 0.0),
+                    money,
+                )
+                by_model[cost.model] = by_model.get(cost.model, Savings()) + saved
+                for digest, count in digests.items():
+                    hits[digest] = hits.get(digest, 0) + count
+        if book is not None and hits:
+            book.merge(by_model, hits)
+
+    def snapshot(self) -> tuple[Savings, Mapping[str, Savings]]:
+        """The total savings and a read-only per-model view, noted hits counted first."""
+        self._settle()
+        return self.ledger.snapshot()
+
     def flush(self) -> None:
-        """Write the batched savings to the store now."""
+        """Count the noted hits, and write the batched savings to the store now."""
+        self._settle()
         if self._book is not None:
             self._book.flush()
 
@@ -406,4 +469,4 @@ class Accountant:
 
     def finalizer(self) -> Callable[[], None] | None:
         """What to call at exit so that batched savings are not lost."""
-        return None if self._book is None else self._book.flush
+        return None if self._book is None else self.flush

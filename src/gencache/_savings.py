@@ -61,6 +61,17 @@ class SavingsBook:
         if due:
             self.flush()
 
+    def merge(self, by_model: Mapping[str, Savings], hits: Mapping[str, int]) -> None:
+        """Add a batch counted elsewhere (to be written at the next flush). O(len(batch))."""
+        with self._lock:
+            if not self._pending:
+                self._due = time.monotonic() + _DELAY
+            for model, saved in by_model.items():
+                self._by_model[model] = self._by_model.get(model, Savings()) + saved
+            for digest, calls in hits.items():
+                self._hits[digest] = self._hits.get(digest, 0) + calls
+                self._pending += calls
+
     def flush(self) -> None:
         """Write what is pending (a failure is logged, and the batch dropped)."""
         with self._lock:

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.outputs import Generation
 
-from gencache import codec
 from gencache._accounting import Accountant, check_prices
 from gencache._admission import check_admit
 from gencache._cache import (
@@ -45,21 +44,20 @@ from gencache._cache import (
     check_scope,
 )
 from gencache._control import Options, current_options
-from gencache._document import document, open_record
 from gencache._explain import Explanation, explain_store
 from gencache._flight import (
     Leases,
     SingleFlight,
     owner_of_this_call,
-    provider_seconds,
     watch_runs,
 )
 from gencache._keys import canonical_prompt, check_key, digest
 from gencache._log import RateLimitedLog
-from gencache._protocol import Entry, FrontLayer, Key, Record, Store
+from gencache._protocol import Entry, FrontLayer, Key, Store
+from gencache._reads import Reads
 from gencache._savings import SavingsStore
 from gencache._ttl import Timer, check_seconds
-from gencache.errors import BackendError
+from gencache._writes import ErrorPolicy, Writes
 from gencache.stats import CacheStats, Counter, Savings
 
 __all__ = ["StoreCache"]
@@ -128,6 +126,8 @@ class StoreCache(GenCache):
         self._coalesced = Counter()
         self._counter_lock = threading.Lock()
         self._log = RateLimitedLog(_log)
+        policy = ErrorPolicy(self._strict, self._log)
+        self._failed = policy.failed
         timeout = check_seconds("flight_timeout", options.get("flight_timeout", 60.0))
         single = options.get("single_flight", False)
         self._flight = SingleFlight(timeout, leases) if single else None
@@ -138,11 +138,22 @@ class StoreCache(GenCache):
             mark=options.get("mark_hits", False),
             backend=type(self).__name__,
         )
+        self._reads = Reads(store, self._acct, timer, self._log)
+        self._writes = Writes(
+            self._acct,
+            policy,
+            admit=self._admit,
+            ttl=ttl,
+            timer=timer,
+            describe=self._describe,
+            skipped=self._skipped,
+            refused=self._refused,
+        )
         watch_runs()  # provider timing for savings, and single-flight's failure signal
         if (flush := self._acct.finalizer()) is not None:
             weakref.finalize(self, flush)  # what is batched at exit is written, not lost
 
-    # -- key and errors ---------------------------------------------------------------------
+    # -- key ------------------------------------------------------------------------------
 
     def _key(self, prompt: str, llm_string: str, scope: str | None) -> Key:
         if type(prompt) is not str or type(llm_string) is not str:
@@ -150,57 +161,7 @@ class StoreCache(GenCache):
         keyed = canonical_prompt(prompt) if self._canonical else prompt
         return Key(digest(keyed, llm_string, scope), prompt, llm_string, scope)
 
-    def _failed(self, exc: Exception, action: str) -> None:
-        """Apply the error policy to a failure of the store (or of the codec on write)."""
-        if not isinstance(exc, BackendError):  # a backend bug must not reach the caller
-            wrapped = BackendError(f"{action} failed: unexpected {type(exc).__name__}: {exc}")
-            wrapped.__cause__ = exc
-            exc = wrapped
-        if self._strict:
-            raise exc
-        self._log.warning(
-            action, "gencache: %s failed, continuing without the cache: %s", action, exc
-        )
-
     # -- the read half ----------------------------------------------------------------------
-
-    def _open(
-        self, key: Key, record: Record | None, opts: Options
-    ) -> tuple[list[Generation] | None, float | None, bool]:
-        """Decode a read; return ``(value, expires_at, must_delete)``.
-
-        Counts no hit or miss; a hit's saving goes to the accountant, which may rewrite it
-        (``zero_usage_on_hit``, ``mark_hits``).
-        """
-        if record is None:
-            return None, None, False
-        now = self._timer()
-        opened = open_record(key, record, now, opts.max_age)
-        if opened.damage is not None:  # deleted: serving it could answer another prompt
-            self._log.warning(
-                "damaged", "gencache: dropping %s entry %s", opened.damage, key.digest[:16]
-            )
-            return None, None, True
-        if opened.value is None:  # expired (the store removes it) or too old for this call
-            return None, None, False
-        age = None if opened.created is None else now - opened.created
-        return self._acct.hit(key.digest, opened.value, opened.meta, age), opened.expires, False
-
-    def _drop(self, key: Key, record: Record | None) -> None:
-        if record is None:
-            return
-        try:
-            self._store.delete(key, record)
-        except Exception:  # housekeeping: the answer is a miss whatever happens here
-            _log.debug("gencache: could not delete entry %s", key.digest[:16], exc_info=True)
-
-    async def _adrop(self, key: Key, record: Record | None) -> None:
-        if record is None:
-            return
-        try:
-            await self._store.adelete(key, record)
-        except Exception:
-            _log.debug("gencache: could not delete entry %s", key.digest[:16], exc_info=True)
 
     def _counted(self, value: list[Generation] | None) -> list[Generation] | None:
         next(self._hits if value is not None else self._misses)
@@ -263,9 +224,9 @@ class StoreCache(GenCache):
             self._failed(exc, "lookup")  # raises when strict: not a miss, an error
             next(self._misses)
             return None
-        value, expires, bad = self._open(key, record, opts)
+        value, expires, bad = self._reads.open(key, record, opts)
         if bad:
-            self._drop(key, record)
+            self._reads.drop(key, record)
         self._fill(key, token, value, expires)
         if value is not None or not opts.write:
             return self._counted(value)
@@ -298,9 +259,9 @@ class StoreCache(GenCache):
             self._failed(exc, "lookup")  # raises when strict: not a miss, an error
             next(self._misses)
             return None
-        value, expires, bad = self._open(key, record, opts)
+        value, expires, bad = self._reads.open(key, record, opts)
         if bad:
-            await self._adrop(key, record)
+            await self._reads.adrop(key, record)
         self._fill(key, token, value, expires)
         if value is not None or not opts.write:
             return self._counted(value)
@@ -312,11 +273,11 @@ class StoreCache(GenCache):
 
     def _reader(self, opts: Options) -> Callable[[Key], list[Generation] | None]:
         """Read and decode one key (for a single-flight poll across processes)."""
-        return lambda key: self._open(key, self._store.read(key), opts)[0]
+        return lambda key: self._reads.open(key, self._store.read(key), opts)[0]
 
     def _areader(self, opts: Options) -> Callable[[Key], Awaitable[list[Generation] | None]]:
         async def read(key: Key) -> list[Generation] | None:
-            return self._open(key, await self._store.aread(key), opts)[0]
+            return self._reads.open(key, await self._store.aread(key), opts)[0]
 
         return read
 
@@ -342,40 +303,6 @@ class StoreCache(GenCache):
 
     # -- the write half ---------------------------------------------------------------------
 
-    def _encode(
-        self, key: Key, value: list[Generation], opts: Options, owner: Hashable
-    ) -> tuple[bytes, float, float | None] | None:
-        """The write to make: ``(payload, created_at, expires_at)``, or ``None`` to skip it."""
-        seconds = self._acct.pending.took(owner, key.digest)
-        if seconds is None:
-            seconds = provider_seconds()
-        if not opts.write or not value:  # an empty hit would break every LangChain call
-            next(self._skipped)
-            return None
-        if self._admit is not None:
-            try:
-                admitted = self._admit(key.prompt, key.llm_string, value)
-            except Exception as exc:
-                next(self._refused)
-                self._failed(BackendError(f"admit raised {type(exc).__name__}: {exc}"), "admit")
-                return None
-            if not admitted:
-                next(self._refused)
-                return None
-        ttl = opts.ttl if opts.ttl is not None else self._ttl
-        now = self._timer()
-        expires = None if ttl is None else now + ttl
-        cost = self._acct.cost_meta(key.llm_string, value, seconds)
-        try:
-            payload = document(
-                key, value, describe=self._describe, created_at=now, expires_at=expires, cost=cost
-            )
-        except codec.CodecError as exc:
-            next(self._skipped)
-            self._failed(BackendError(f"the answer cannot be stored: {exc}"), "update")
-            return None
-        return payload, now, expires
-
     def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
         """Store ``return_val`` for the pair, replacing any previous value.
 
@@ -389,7 +316,7 @@ class StoreCache(GenCache):
         key = self._key(prompt, llm_string, opts.scope)
         value = check_generations(return_val)
         try:
-            write = self._encode(key, value, opts, ("thread", threading.get_ident()))
+            write = self._writes.prepare(key, value, opts, ("thread", threading.get_ident()))
             if write is None:
                 return
             try:
@@ -411,7 +338,7 @@ class StoreCache(GenCache):
         key = self._key(prompt, llm_string, opts.scope)
         value = check_generations(return_val)
         try:
-            write = self._encode(key, value, opts, owner_of_this_call())
+            write = self._writes.prepare(key, value, opts, owner_of_this_call())
             if write is None:
                 return
             try:
@@ -450,18 +377,7 @@ class StoreCache(GenCache):
         value = check_generations(generations)
         if expires_at is not None and expires_at <= self._timer():
             return False
-        try:
-            payload = document(
-                key,
-                value,
-                describe=self._describe,
-                created_at=created_at,
-                expires_at=expires_at,
-                cost=None,
-            )
-        except codec.CodecError as exc:
-            msg = f"the entry cannot be stored: {exc}"
-            raise BackendError(msg) from exc
+        payload = self._writes.restored(key, value, created_at, expires_at)
         self._store.write(key, payload, created_at, expires_at)
         if self._front is not None:
             self._front.invalidate([key.digest])
@@ -551,7 +467,7 @@ class StoreCache(GenCache):
         """Return this process's counters and the backend's current size."""
         size = len(self)  # first: a backend may purge expired entries while counting
         evictions, expirations = self._counts() if self._counts is not None else (0, 0)
-        saved, by_model = self._acct.ledger.snapshot()
+        saved, by_model = self._acct.snapshot()
         self._acct.flush()
         with self._counter_lock:
             return CacheStats(
