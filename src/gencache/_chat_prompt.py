@@ -22,7 +22,9 @@ import re
 from json.scanner import make_scanner
 from typing import Final
 
-__all__ = ["MAX_UNCHUNK", "canonical_prompt"]
+from gencache._stream_history import CHUNK, unchunk
+
+__all__ = ["canonical_prompt"]
 
 
 # LangChain's dumps() of a message list is json.dumps with its default separators and
@@ -76,23 +78,6 @@ _FIELDS: Final = {
     "status": _KEEP,
     "role": _KEEP,
 }
-# Merged stream chunks in a history: keyed as the AIMessage they equal (see _unchunk).
-_CHUNK = '"AIMessageChunk"'
-_AI_ID: Final = ["langchain", "schema", "messages", "AIMessage"]
-_CHUNK_EDITS: Final = (
-    ('"messages", "AIMessageChunk"], "kwargs": {', '"messages", "AIMessage"], "kwargs": {'),
-    ('"type": "AIMessageChunk"', '"type": "ai"'),
-    (', "chunk_position": "last"', ""),
-    (', "tool_call_chunks": []', ""),
-)
-_TOOL_CALL_CHUNKS = '"tool_call_chunks": ['
-MAX_UNCHUNK: Final = 5_000_000
-"""Characters of a prompt with tool-call stream chunks decoded at most to key them."""
-# Prompts recently unchunked, as _memo keeps canonical forms: {length of a prefix "[m1,
-# ..., mk" of a prompt: (that prefix, its unchunked form)}; bounded like _memo.
-_unchunked: dict[int, tuple[str, str]] = {}
-_unchunked_chars = [0]
-
 # Content-block ids that LangChain generates (``lc_`` + a new uuid4 for each block built with
 # create_text_block() and the like); integrations do not forward them.
 _AUTO_ID = "lc_"
@@ -150,61 +135,13 @@ def canonical_prompt(prompt: str) -> str:
     elif not prompt.startswith(_PREFIX):
         return prompt
     try:
-        if _CHUNK in prompt:
-            return _canonical_messages(_unchunk(prompt))
+        if CHUNK in prompt:
+            return _canonical_messages(unchunk(prompt))
         return _canonical_messages(prompt)
     except (IndexError, ValueError, RecursionError, StopIteration):
         # Truncated text, invalid JSON in a nested value, nesting too deep to decode: not
         # LangChain's serialization, so keyed as it is.
         return prompt
-
-
-def _unchunk(p: str) -> str:
-    """``p`` with every merged ``AIMessageChunk`` written as the ``AIMessage`` it equals.
-
-    A streamed answer kept in the history is a chunk (class ``AIMessageChunk``, type
-    ``"AIMessageChunk"``, a ``chunk_position``, maybe ``tool_call_chunks``); the same
-    answer from ``invoke`` is an ``AIMessage``. Providers receive the same message for
-    both, so both give one key. The usual chunk is rewritten by text replacement (four
-    C-speed passes over ``p``; what is replaced has unescaped quotes, so it is JSON
-    structure, never text inside a string); one with ``tool_call_chunks`` is decoded and
-    re-encoded with ``dumps``' settings (at most :data:`MAX_UNCHUNK` characters; a longer
-    one is left as it is).
-    """
-    head, rest = _unchunked_head(p)
-    for old, new in _CHUNK_EDITS:
-        rest = rest.replace(old, new)
-    out = head + rest
-    if _TOOL_CALL_CHUNKS in rest and len(out) <= MAX_UNCHUNK:
-        messages = json.loads(out)
-        changed = False
-        for message in messages if isinstance(messages, list) else ():
-            kwargs = message.get("kwargs") if isinstance(message, dict) else None
-            if isinstance(kwargs, dict) and message.get("id") == _AI_ID:
-                changed |= kwargs.pop("tool_call_chunks", None) is not None
-        if changed:
-            out = json.dumps(messages)
-    if 2 * len(p) <= _MEMO_CHARS // 4:  # the next turn rewrites only what it adds
-        if _unchunked_chars[0] + 2 * len(p) > _MEMO_CHARS:
-            _unchunked.clear()
-            _unchunked_chars[0] = 0
-        _unchunked_chars[0] += 2 * len(p)
-        _unchunked[len(p) - 1] = (p[:-1], out[:-1])
-    return out
-
-
-def _unchunked_head(p: str) -> tuple[str, str]:
-    """Split ``p`` into the rewritten form of a recently unchunked prefix and the rest."""
-    end = len(p)
-    for _ in range(_MEMO_TRIES):
-        cut = p.rfind(_BETWEEN, 0, end)
-        if cut < 0:
-            break
-        known = _unchunked.get(cut + 2)
-        if known is not None and p.startswith(known[0]):
-            return known[1], p[cut + 2 :]
-        end = cut + len(_BETWEEN) - 1
-    return "", p
 
 
 def _canonical_messages(p: str) -> str:
