@@ -1217,3 +1217,33 @@ def test_a_conversation_streamed_then_invoked_with_the_fake_model_hits_every_tur
     _streamed_conversation(model, 3)
     _invoked_conversation(model, 3)
     assert answers.calls == 3
+
+
+async def _astreamed_conversation(model: BaseChatModel, turns: int) -> list[BaseMessage]:
+    """:func:`_streamed_conversation` through ``astream``."""
+    history: list[BaseMessage] = [HumanMessage("You are terse. Hello.")]
+    for turn in range(turns):
+        history.append(HumanMessage(f"question {turn}"))
+        chunks = [chunk async for chunk in model.astream(history)]
+        merged = chunks[0]
+        for chunk in chunks[1:]:
+            merged += chunk
+        history.append(merged)
+    return history
+
+
+async def test_openai_an_astreamed_conversation_run_twice_hits_every_turn(
+    make_cache: Factory, openai: StreamingOpenAI, chat_openai: Any
+) -> None:
+    cache = make_cache()
+    model = cached(chat_openai(stream_usage=True), cache=cache)
+    first = await _astreamed_conversation(model, 4)
+    assert len(openai.requests) == 4
+    second = await _astreamed_conversation(model, 4)
+    assert len(openai.requests) == 4  # every turn of the second run hit
+    assert [m.content for m in second] == [m.content for m in first]
+    # And the same conversation through invoke: the streamed history keys the same.
+    _invoked_conversation(model, 4)
+    assert len(openai.requests) == 4
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (8, 4)
