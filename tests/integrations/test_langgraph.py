@@ -739,7 +739,7 @@ def test_without_single_flight_concurrent_invocations_each_run_the_node(
 
 PROCESS = textwrap.dedent(
     """
-    import json, sys
+    import asyncio, json, sys
     from typing import TypedDict
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import CachePolicy
@@ -759,22 +759,41 @@ PROCESS = textwrap.dedent(
 
     runs = []
 
-    def double(state):
-        runs.append(state["x"])
-        return {"y": 2 * state["x"]}
+    mode = sys.argv[-1]  # "sync": invoke, a plain node; "async": ainvoke, a coroutine node
+
+    if mode == "async":
+        async def double(state):
+            await asyncio.sleep(0)
+            runs.append(state["x"])
+            return {"y": 2 * state["x"]}
+    else:
+        def double(state):
+            runs.append(state["x"])
+            return {"y": 2 * state["x"]}
 
     graph = StateGraph(State)
     graph.add_node("double", double, cache_policy=CachePolicy())
     graph.add_edge(START, "double")
     graph.add_edge("double", END)
     app = graph.compile(cache=NodeCache(backend))
-    print(json.dumps({"result": app.invoke({"x": 21}), "runs": len(runs)}))
+    if mode == "async":
+        result = asyncio.run(app.ainvoke({"x": 21}))
+    else:
+        result = app.invoke({"x": 21})
+    print(json.dumps({"result": result, "runs": len(runs)}))
     """
 )
 
 
+# Not sync then async: LangGraph keys a sync and a coroutine node apart, with its own
+# caches too (checked with langgraph.cache.memory.InMemoryCache, langgraph 1.2.24).
+@pytest.mark.parametrize(
+    ("first", "second"), [("sync", "sync"), ("async", "async")], ids=["sync", "async"]
+)
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_a_second_process_reads_the_node_result(tmp_path: Path, kind: str) -> None:
+def test_a_second_process_reads_the_node_result(
+    tmp_path: Path, kind: str, first: str, second: str
+) -> None:
     if kind == "sqlite":
         args = ["sqlite", str(tmp_path / "graph.sqlite3")]
     else:
@@ -782,9 +801,9 @@ def test_a_second_process_reads_the_node_result(tmp_path: Path, kind: str) -> No
 
         args = ["redis", shared_server().url, f"test-{uuid.uuid4().hex}"]
 
-    def run() -> dict[str, Any]:
+    def run(mode: str) -> dict[str, Any]:
         done = subprocess.run(
-            [sys.executable, "-c", PROCESS, *args],
+            [sys.executable, "-c", PROCESS, *args, mode],
             capture_output=True,
             text=True,
             timeout=120,
@@ -795,8 +814,8 @@ def test_a_second_process_reads_the_node_result(tmp_path: Path, kind: str) -> No
         report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return report
 
-    assert run() == {"result": {"x": 21, "y": 42}, "runs": 1}
-    assert run() == {"result": {"x": 21, "y": 42}, "runs": 0}
+    assert run(first) == {"result": {"x": 21, "y": 42}, "runs": 1}
+    assert run(second) == {"result": {"x": 21, "y": 42}, "runs": 0}
 
 
 HIDDEN = textwrap.dedent(
