@@ -22,6 +22,7 @@ import re
 from json.scanner import make_scanner
 from typing import Final
 
+from gencache._prompt_memo import BETWEEN, PrefixMemo
 from gencache._stream_history import CHUNK, unchunk
 
 __all__ = ["canonical_prompt"]
@@ -31,7 +32,7 @@ __all__ = ["canonical_prompt"]
 # ensure_ascii; each message is {"lc": 1, "type": "constructor", "id": [...], "kwargs": {}}.
 _HEAD = '{"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "'
 _PREFIX = "[" + _HEAD
-_BETWEEN = "}}, " + _HEAD  # the end of one message and the start of the next
+_BETWEEN = BETWEEN  # the end of one message and the start of the next
 # A message's head, up to its kwargs; group 2 is there when a string content comes first.
 _MESSAGE = re.compile(re.escape(_HEAD) + r'([A-Za-z][A-Za-z0-9]*)"\], "kwargs": \{("content": ")?')
 _KWARGS = len('"], "kwargs": {')
@@ -90,15 +91,8 @@ _NOT_MARKS = bytes(c for c in range(256) if c not in b'\x00"[]{}')  # NUL separa
 _SHAPES: dict[bytes, bool] = {}  # quotes and brackets seen by _objects: one object or not
 
 # Recently canonicalised prompts, so that a conversation costs the messages it adds, not its
-# whole history, on every turn: {length of a prefix "[m1, ..., mk" of a prompt: (that
-# prefix, the canonical form of "[m1, ..., mk]" or None when it is unchanged)}. A prefix is
-# used only after comparing it with the new prompt character for character. Bounded by
-# _MEMO_CHARS; dict reads and writes are atomic, so threads share it without a lock (the
-# character count may drift under races, which only moves the next clear()).
-_memo: dict[int, tuple[str, str | None]] = {}
-_memo_chars = [0]
-_MEMO_CHARS: Final = 4_000_000
-_MEMO_TRIES: Final = 3  # message boundaries tried, from the end, for a known prefix
+# whole history, on every turn: the canonical form of each (None when it is unchanged).
+_memo: PrefixMemo[str | None] = PrefixMemo()
 
 Edits = list[tuple[int, int, str]]  # (start, stop, replacement) spans of the prompt, in order
 Regions = list[tuple[int, int]]  # spans of metadata objects left out without being decoded
@@ -147,8 +141,8 @@ def canonical_prompt(prompt: str) -> str:
 def _canonical_messages(p: str) -> str:
     if p[-1] != "]":
         return p
-    known = _memo.get(len(p) - 1)
-    if known is not None and p.startswith(known[0]):
+    known = _memo.whole(p)
+    if known is not None:
         return known[1] or p
     if _only_plain(p):
         return p
@@ -205,18 +199,13 @@ def _resume(p: str) -> tuple[list[str], int, int]:
     Returns the output so far, how much of ``p`` it accounts for, and where the next message
     starts: ``([], 0, 1)`` when there is none.
     """
-    end = len(p)
-    for _ in range(_MEMO_TRIES):
-        cut = p.rfind(_BETWEEN, 0, end)
-        if cut < 0:
-            break
-        known = _memo.get(cut + 2)
-        if known is not None and p.startswith(known[0]):
-            if known[1] is None:
-                return [], 0, cut + 4
-            return [known[1][:-1]], cut + 2, cut + 4
-        end = cut + len(_BETWEEN) - 1
-    return [], 0, 1
+    found = _memo.prefix(p)
+    if found is None:
+        return [], 0, 1
+    done, canonical = found
+    if canonical is None:
+        return [], 0, done + 2
+    return [canonical[:-1]], done, done + 2
 
 
 def _parse(p: str, pos: int, edits: Edits, regions: Regions | None) -> bool:
@@ -479,11 +468,4 @@ def _one_group(shape: bytes) -> bool:
 
 
 def _remember(p: str, canonical: str | None) -> None:
-    size = len(p) if canonical is None else 2 * len(p)
-    if size > _MEMO_CHARS // 4:
-        return
-    if _memo_chars[0] + size > _MEMO_CHARS:
-        _memo.clear()
-        _memo_chars[0] = 0
-    _memo_chars[0] += size
-    _memo[len(p) - 1] = (p[:-1], canonical)
+    _memo.remember(p, canonical, len(p) if canonical is None else 2 * len(p))

@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 from typing import Final
 
+from gencache._prompt_memo import PrefixMemo
+
 __all__ = ["CHUNK", "MAX_UNCHUNK", "unchunk"]
 
-# Where one serialized message ends and the next begins (LangChain's dumps() layout).
-_BETWEEN = '}}, {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "'
-_MEMO_CHARS: Final = 4_000_000  # characters the memo below holds at most
-_MEMO_TRIES: Final = 3  # message boundaries tried, from the end, for a known prefix
 
 # Merged stream chunks in a history: keyed as the AIMessage they equal (see unchunk).
 CHUNK = '"AIMessageChunk"'
@@ -32,10 +30,8 @@ _CHUNK_EDITS: Final = (
 _TOOL_CALL_CHUNKS = '"tool_call_chunks": ['
 MAX_UNCHUNK: Final = 5_000_000
 """Characters of a prompt with tool-call stream chunks decoded at most to key them."""
-# Prompts recently unchunked, as _memo keeps canonical forms: {length of a prefix "[m1,
-# ..., mk" of a prompt: (that prefix, its unchunked form)}; bounded like _memo.
-_unchunked: dict[int, tuple[str, str]] = {}
-_unchunked_chars = [0]
+# Prompts recently unchunked, each with its unchunked form without the closing "]".
+_unchunked: PrefixMemo[str] = PrefixMemo()
 
 
 def unchunk(p: str) -> str:
@@ -63,24 +59,14 @@ def unchunk(p: str) -> str:
                 changed |= kwargs.pop("tool_call_chunks", None) is not None
         if changed:
             out = json.dumps(messages)
-    if 2 * len(p) <= _MEMO_CHARS // 4:  # the next turn rewrites only what it adds
-        if _unchunked_chars[0] + 2 * len(p) > _MEMO_CHARS:
-            _unchunked.clear()
-            _unchunked_chars[0] = 0
-        _unchunked_chars[0] += 2 * len(p)
-        _unchunked[len(p) - 1] = (p[:-1], out[:-1])
+    _unchunked.remember(p, out[:-1], 2 * len(p))  # the next turn rewrites only what it adds
     return out
 
 
 def _unchunked_head(p: str) -> tuple[str, str]:
     """Split ``p`` into the rewritten form of a recently unchunked prefix and the rest."""
-    end = len(p)
-    for _ in range(_MEMO_TRIES):
-        cut = p.rfind(_BETWEEN, 0, end)
-        if cut < 0:
-            break
-        known = _unchunked.get(cut + 2)
-        if known is not None and p.startswith(known[0]):
-            return known[1], p[cut + 2 :]
-        end = cut + len(_BETWEEN) - 1
-    return "", p
+    found = _unchunked.prefix(p)
+    if found is None:
+        return "", p
+    done, head = found
+    return head, p[done:]
