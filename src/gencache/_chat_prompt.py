@@ -433,7 +433,12 @@ def _objects(p: str, regions: Regions) -> bool:
         marks = text.encode("ascii").translate(None, _NOT_MARKS).split(b"\x00")
         if len(marks) == len(regions) and all(map(_one_object, marks)):
             return True
-    return all(_object(p, start, stop) for start, stop in regions)
+    # A loop, not all() over a generator: the scanner's StopIteration (no JSON value there)
+    # must reach canonical_prompt as itself, not as a generator's RuntimeError.
+    for start, stop in regions:  # noqa: SIM110
+        if not _object(p, start, stop):
+            return False
+    return True
 
 
 def _object(p: str, start: int, stop: int) -> bool:
