@@ -129,8 +129,6 @@ def canonical_prompt(prompt: str) -> str:
     elif not prompt.startswith(_PREFIX):
         return prompt
     try:
-        if CHUNK in prompt:
-            return _canonical_messages(unchunk(prompt))
         return _canonical_messages(prompt)
     except (IndexError, ValueError, RecursionError, StopIteration):
         # Truncated text, invalid JSON in a nested value, nesting too deep to decode: not
@@ -138,12 +136,16 @@ def canonical_prompt(prompt: str) -> str:
         return prompt
 
 
-def _canonical_messages(p: str) -> str:
+def _canonical_messages(p: str, *, unchunked: bool = False) -> str:
     if p[-1] != "]":
         return p
-    known = _memo.whole(p)
+    known = _memo.whole(p)  # first: a prompt seen again costs one memory comparison
     if known is not None:
         return known[1] or p
+    if not unchunked and CHUNK in p:  # merged stream chunks in the history
+        result = _canonical_messages(unchunk(p), unchunked=True)
+        _remember(p, None if result is p else result)
+        return result
     if _only_plain(p):
         return p
     out, done, pos = _resume(p)
