@@ -205,17 +205,21 @@ async def test_cancelled_calls_give_their_turn_back(make: MakeCache, raw: Redis)
     # calls that come after.
     cache = make(strict=True, socket_timeout=5)
     await cache.aupdate(P, L, gens("x"))
-    raw.client_pause(300)
+    paused_at = time.monotonic()
+    raw.client_pause(1500)  # CLIENT UNPAUSE would wait too: the pause must outlast the cancels
     tasks = [asyncio.ensure_future(cache.alookup(P, L)) for _ in range(300)]
     await asyncio.sleep(0.05)
     for task in tasks[::2]:
         task.cancel()
+    held = time.monotonic() - paused_at < 1.0  # every cancel landed while the server held them
     results = await asyncio.gather(*tasks, return_exceptions=True)
     # Python 3.11's asyncio.wait_for (inside redis-py) may swallow a cancellation that
     # lands as the write it waits for completes: such a call returns its answer.
     cancelled = [r for r in results if isinstance(r, BaseException)]
     assert all(isinstance(r, asyncio.CancelledError) for r in cancelled)
-    assert 140 <= len(cancelled) <= 150
+    assert len(cancelled) <= 150
+    if held:  # on a machine too loaded to cancel within 1 s, some calls were answered first
+        assert len(cancelled) >= 140
     assert list(results[1::2]) == [gens("x")] * 150
     assert all(r == gens("x") for r in results if not isinstance(r, BaseException))
     raw.client_pause(200)
