@@ -39,6 +39,7 @@ if _missing("redis"):
 if _missing("langchain_openai"):
     collect_ignore_glob += [
         "integrations/test_openai.py",
+        "integrations/test_openai_llm.py",
         "integrations/test_streaming.py",
         "contract/test_explain.py",
     ]

@@ -2,7 +2,8 @@
 
 At ``update`` time the cache records, per entry, what the original call cost: input and
 output tokens (``usage_metadata`` of chat messages; ``token_usage`` / ``usage`` in a
-generation's ``generation_info`` for LLMs), the model (``response_metadata`` first, else
+generation's ``generation_info`` for LLMs, else the run's ``llm_output["token_usage"]``
+noted by :mod:`gencache._llm_usage`), the model (``response_metadata`` first, else
 the ``llm_string``), and how long the provider took (from this thread's or task's miss of
 the same key to its update, when known). Each hit adds that cost to the cache's savings,
 per model and in total; money is computed from a price table when one is given.
@@ -30,6 +31,7 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
+from gencache._llm_usage import usage_of
 from gencache._savings import SavingsBook, SavingsStore
 from gencache.stats import Savings
 
@@ -170,18 +172,23 @@ def model_named(llm_string: str) -> str:
 
 def _tokens(generations: Sequence[Generation]) -> tuple[int, int]:
     tin = tout = 0
+    found = False
     for generation in generations:
         message = getattr(generation, "message", None)
         usage = getattr(message, "usage_metadata", None)
         if isinstance(usage, Mapping):
             tin += _int(usage.get("input_tokens"))
             tout += _int(usage.get("output_tokens"))
+            found = True
             continue
         info = generation.generation_info or {}
         usage = info.get("token_usage") or info.get("usage")
         if isinstance(usage, Mapping):
             tin += _int(usage.get("prompt_tokens", usage.get("input_tokens")))
             tout += _int(usage.get("completion_tokens", usage.get("output_tokens")))
+            found = True
+    if not found and (noted := usage_of(generations)) is not None:
+        return noted  # an LLM that reports usage in llm_output only (gencache._llm_usage)
     return tin, tout
 
 
@@ -189,9 +196,18 @@ def _int(value: object) -> int:
     return int(value) if _count(value) else 0  # type: ignore[call-overload]
 
 
-def cost_of(llm_string: str, generations: Sequence[Generation], seconds: float | None) -> Cost:
-    """What the call that produced ``generations`` cost. O(len(generations))."""
-    tin, tout = _tokens(generations)
+def cost_of(
+    llm_string: str,
+    generations: Sequence[Generation],
+    seconds: float | None,
+    tokens: tuple[int, int] | None = None,
+) -> Cost:
+    """What the call that produced ``generations`` cost. O(len(generations)).
+
+    ``tokens`` (input, output), when given, are the counts noted at write time for an LLM
+    that reported them in ``llm_output`` only.
+    """
+    tin, tout = _tokens(generations) if tokens is None else tokens
     return Cost(_model(llm_string, generations), tin, tout, seconds)
 
 

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import Generation
 
+from gencache._llm_usage import note_end, note_start
 from gencache._log import RateLimitedLog
 from gencache._protocol import Key
 
@@ -269,7 +270,7 @@ def provider_seconds() -> float | None:
 
 
 class _FlightWatcher(BaseCallbackHandler):
-    """Times LLM runs, and fails the flights of a thread or task whose call raised.
+    """Times LLM runs, notes usage given in ``llm_output`` only, fails failed owners' flights.
 
     Inline (in the run's own thread or task), never raises, holds no state.
     """
@@ -279,6 +280,10 @@ class _FlightWatcher(BaseCallbackHandler):
 
     def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
         RUN_STARTED.set(time.monotonic())
+        note_start(kwargs.get("run_id"), kwargs.get("batch_size"))
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        note_end(response, kwargs.get("run_id"))
 
     def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
         RUN_STARTED.set(time.monotonic())

@@ -103,5 +103,7 @@ class MemoryReport(MemoryState):
                 slot = log.popleft()
             except IndexError:  # another thread drained it
                 return
-            seconds = self._took.get(id(slot))
-            self._acct.ledger.add(cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds))
+            handle = id(slot)
+            seconds = self._took.get(handle)
+            tokens = self._llm_tokens.get(handle)
+            self._acct.ledger.add(cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds, tokens))

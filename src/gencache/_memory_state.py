@@ -37,6 +37,7 @@ from gencache._index import (
     remove,
     scoped,
 )
+from gencache._llm_usage import NOTED, usage_of
 from gencache._log import RateLimitedLog
 from gencache._policies import Order, Policy, check_maxsize, new_order
 from gencache._ttl import Deadlines, Timer, check_seconds, check_timer, check_ttl, default_timer
@@ -89,6 +90,7 @@ class MemoryState(GenCache):
         "_hits",
         "_inserted",
         "_last_llm_string",
+        "_llm_tokens",
         "_lock_free_hits",
         "_lock_free_misses",
         "_log",
@@ -147,6 +149,9 @@ class MemoryState(GenCache):
         # Provider seconds of the entries written in a LangChain run, by id(slot): what a
         # hit of that slot saved in time. Bounded; a reused id only blurs a statistic.
         self._took: dict[int, float] = {}
+        # Tokens of entries written by an LLM that reports them in llm_output only (see
+        # gencache._llm_usage), by id(slot), noted at write time. Bounded as _took.
+        self._llm_tokens: dict[int, tuple[int, int]] = {}
         watch_runs()
         self._coalesced = Counter()
         # The cache's mutex: it holds one token while the cache is free, and whoever pops
@@ -332,6 +337,8 @@ class MemoryState(GenCache):
         self._inserted += 1
         if (started := RUN_STARTED.get()) is not None:
             self._time(slot, now, started)
+        if NOTED:
+            self._note_tokens(slot, value)
         if deadlines is not None:
             # The same float object as slot[WRITTEN]: a deadline costs no new object.
             deadlines.set(id(slot), now, ttl)
@@ -342,6 +349,14 @@ class MemoryState(GenCache):
         if len(took) >= _TOOK_MAX:
             took.clear()
         took[id(slot)] = max(0.0, time.monotonic() - started)
+
+    def _note_tokens(self, slot: Slot, value: list[Generation]) -> None:
+        """Remember the tokens noted for ``value``'s run, if its LLM reported them apart."""
+        tokens = usage_of(value)
+        if tokens is not None:
+            if len(self._llm_tokens) >= _TOOK_MAX:
+                self._llm_tokens.clear()
+            self._llm_tokens[id(slot)] = tokens
 
     def _start_deadlines(self) -> Deadlines[int]:
         """Make entries able to expire, for the first write with a per-call ttl."""

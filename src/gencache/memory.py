@@ -24,6 +24,7 @@ from gencache._index import (
     scope_of,
 )
 from gencache._keys import check_key
+from gencache._llm_usage import NOTED
 from gencache._memory_flight import MemoryFlight, poll_nothing
 from gencache._memory_report import MemoryReport
 from gencache._memory_state import HIT_LOG
@@ -262,6 +263,8 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             self._inserted += 1
             if (started := RUN_STARTED.get()) is not None:
                 self._time(slot, now, started)
+            if NOTED:
+                self._note_tokens(slot, value)
         finally:
             self._token.append(True)
 

@@ -99,3 +99,68 @@ def test_llm_without_usage_saves_calls_but_no_tokens(make_cache: Factory) -> Non
     saved = cache.stats().saved
     assert (saved.calls, saved.input_tokens, saved.output_tokens) == (1, 0, 0)
     assert saved.money is None
+
+
+class LlmOutputLLM(CountingLLM):
+    """Reports usage as OpenAI's completion models do: in ``llm_output``, for the whole call.
+
+    Each prompt costs 7 input tokens per word and 3 output tokens.
+    """
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        with self._lock:  # type: ignore[attr-defined]
+            self.calls += len(prompts)
+        tin = sum(7 * len(p.split()) for p in prompts)
+        usage = {"prompt_tokens": tin, "completion_tokens": 3 * len(prompts)}
+        return LLMResult(
+            generations=[[Generation(text=f"completed {p}")] for p in prompts],
+            llm_output={"token_usage": usage, "model_name": self.model_name},
+        )
+
+
+def saved_tokens(cache: Any) -> tuple[int, int, int]:
+    saved = cache.stats().saved
+    return saved.calls, saved.input_tokens, saved.output_tokens
+
+
+def test_usage_reported_in_llm_output_only_is_saved(make_cache: Factory) -> None:
+    cache = make_cache()
+    llm = LlmOutputLLM(cache=cache)
+    llm.invoke("one two")
+    for _ in range(3):
+        assert llm.invoke("one two") == "completed one two"
+    assert llm.calls == 1
+    assert saved_tokens(cache) == (3, 3 * 14, 3 * 3)
+
+
+def test_a_batch_call_s_usage_is_divided_over_its_prompts(make_cache: Factory) -> None:
+    # One call for three prompts reports 42 input tokens in all (7 + 14 + 21): LangChain
+    # keeps them on the first prompt's run only; each entry records an even third.
+    cache = make_cache()
+    llm = LlmOutputLLM(cache=cache)
+    prompts = ["a", "b c", "d e f"]
+    llm.generate(prompts)
+    assert llm.calls == 3
+    llm.generate(prompts)  # the whole batch again: exactly what the call cost is saved
+    assert llm.calls == 3
+    assert saved_tokens(cache) == (3, 42, 9)
+    assert llm.invoke("b c") == "completed b c"  # one prompt: its share, 14 and 3
+    assert saved_tokens(cache) == (4, 56, 12)
+
+
+async def test_async_llm_output_usage_is_saved(make_cache: Factory) -> None:
+    cache = make_cache()
+    llm = LlmOutputLLM(cache=cache)
+    await llm.agenerate(["a", "b c"])  # 7 + 14 input tokens: 10 and 11 on the entries
+    await asyncio.gather(llm.ainvoke("a"), llm.ainvoke("b c"))
+    assert llm.calls == 2
+    assert saved_tokens(cache) == (2, 21, 6)
+    await llm.ainvoke("one two")
+    await llm.ainvoke("one two")
+    assert saved_tokens(cache) == (3, 35, 9)
