@@ -24,11 +24,16 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -302,3 +307,35 @@ def report(
         **(extra or {}),
     }
     json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def redis_server() -> Iterator[int]:
+    """A throwaway redis-server on a free loopback port; yields the port."""
+    import redis  # only the Redis benchmarks need it
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="gencache-bench-")
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [binary, *args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        probe = redis.Redis(port=port)
+        for _ in range(500):
+            try:
+                probe.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.01)
+        probe.close()
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

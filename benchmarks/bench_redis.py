@@ -18,16 +18,11 @@ both versions share.
 from __future__ import annotations
 
 import random
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -46,6 +41,7 @@ from _harness import (
     generation,
     interleave,
     prompt,
+    redis_server,
     report,
     rounds,
     run_threads,
@@ -69,36 +65,6 @@ def plain(i: int) -> list[Generation]:
 
 
 VALUES: dict[str, Values] = {"chat": generation, "plain": plain}
-
-
-@contextmanager
-def redis_server() -> Iterator[int]:
-    """A throwaway redis-server on a free loopback port; yields the port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="gencache-bench-")
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        probe = redis.client.Redis(port=port)
-        for _ in range(500):
-            try:
-                probe.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.01)
-        probe.close()
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def bench_lookup(
