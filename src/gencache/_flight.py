@@ -81,7 +81,9 @@ class Flight:
         self.seconds = 0.0  # how long the owner's provider call took, once settled
         #: Called with ``failed`` once the flight settles, outside the lock (a lease).
         self.on_settle: Callable[[bool], None] | None = None
-        self._event = threading.Event()
+        # Made by the first thread that waits (under the flights' lock): most flights
+        # have no waiter, and an Event costs more than the rest of the flight.
+        self._event: threading.Event | None = None
         self._futures: list[asyncio.Future[None]] = []
 
     @property
@@ -94,16 +96,23 @@ class Flight:
         self.value = value
         self.seconds = time.monotonic() - self.started
         self.state = _FAILED if value is None else _LANDED
-        self._event.set()
+        if self._event is not None:
+            self._event.set()
         for future in self._futures:
             loop = future.get_loop()
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody to wake
                 loop.call_soon_threadsafe(_resolve, future)
         self._futures.clear()
 
-    def wait(self, timeout: float) -> list[Generation] | None:
+    def wait(self, timeout: float, lock: threading.Lock) -> list[Generation] | None:
         """Block this thread until the flight settles or ``timeout`` passes."""
-        self._event.wait(max(0.0, self.started + timeout - time.monotonic()))
+        with lock:
+            if self.state != _FLYING:
+                return self.value if self.state == _LANDED else None
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+        event.wait(max(0.0, self.started + timeout - time.monotonic()))
         return self.value if self.state == _LANDED else None
 
     async def await_(self, timeout: float, lock: threading.Lock) -> list[Generation] | None:
@@ -125,7 +134,9 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class Flights:
-    """The flights of one cache, keyed by entry digest. Thread-safe; O(1) per call.
+    """The flights of one cache, keyed by entry digest (memory: by index key and llm_string).
+
+    Thread-safe; O(1) per call.
 
     Args:
         timeout: The longest a waiter waits (``flight_timeout``), in seconds.
@@ -133,11 +144,11 @@ class Flights:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._flights: dict[str, Flight] = {}
+        self._flights: dict[Hashable, Flight] = {}
         self._lock = threading.Lock()
         _watch(self)
 
-    def join(self, digest: str, owner: Hashable) -> tuple[Flight, bool, bool]:
+    def join(self, digest: Hashable, owner: Hashable) -> tuple[Flight, bool, bool]:
         """Return the key's flight, whether ``owner`` owns it, and whether it is new.
 
         A flight older than the timeout is abandoned (its owner never landed it): the
@@ -151,17 +162,17 @@ class Flights:
                 return flight, owns(flight, owner), False
         # Outside the lock: what this context owns, for the calls it makes meanwhile.
         owned = _OWNED.get()
-        _OWNED.set((*(f for f in owned if f.state == _FLYING), flight))
+        _OWNED.set((*[f for f in owned if f.state == _FLYING], flight) if owned else (flight,))
         return flight, True, True
 
-    def peek(self, digest: str) -> Flight | None:
+    def peek(self, digest: Hashable) -> Flight | None:
         """The key's flight in progress, if any and not abandoned (no new one)."""
         flight = self._flights.get(digest)
         if flight is None or time.monotonic() - flight.started >= self.timeout:
             return None
         return flight
 
-    def land(self, digest: str, value: list[Generation] | None) -> None:
+    def land(self, digest: Hashable, value: list[Generation] | None) -> None:
         """Settle the key's flight with ``value`` (``None`` fails it)."""
         with self._lock:
             flight = self._flights.pop(digest, None)
@@ -346,10 +357,38 @@ class SingleFlight:
         self._poll_interval = min(0.05, timeout / 10)
         self._log = RateLimitedLog(_log)
 
-    def waiting(self, digest: str, owner: Hashable) -> Flight | None:
+    def waiting(self, digest: Hashable, owner: Hashable) -> Flight | None:
         """Another caller's flight of ``digest`` to wait for, before reading the store."""
         flight = self.flights.peek(digest)
         return flight if flight is not None and not owns(flight, owner) else None
+
+    def wait(self, flight: Flight) -> list[Generation] | None:
+        """Block this thread until ``flight`` settles or the timeout passes: its answer."""
+        return flight.wait(self.timeout, self.flights.lock)
+
+    def local_miss(
+        self, flight_key: Hashable, owner: Hashable
+    ) -> tuple[list[Generation] | None, float | None]:
+        """:meth:`miss` for a cache no other process shares: no lease, nothing to poll.
+
+        Returns:
+            ``(answer, its provider seconds)``; no answer: the caller pays.
+        """
+        flight, mine, _ = self.flights.join(flight_key, owner)
+        if mine:
+            return None, None
+        return self.wait(flight), flight.seconds
+
+    async def alocal_miss(
+        self, flight_key: Hashable, owner: Hashable
+    ) -> tuple[list[Generation] | None, float | None]:
+        """:meth:`local_miss` for a task: never blocks the event loop."""
+        flight, mine, new = self.flights.join(flight_key, owner)
+        if not mine:
+            return await flight.await_(self.timeout, self.flights.lock), flight.seconds
+        if new:
+            watch_task(self.flights, owner)  # the task ends without an update: it fails
+        return None, None
 
     def miss(
         self, key: Key, owner: Hashable, read: Reader
@@ -362,7 +401,7 @@ class SingleFlight:
         """
         flight, mine, new = self.flights.join(key.digest, owner)
         if not mine:
-            return flight.wait(self.timeout), flight.seconds, False
+            return flight.wait(self.timeout, self.flights.lock), flight.seconds, False
         token = self._lease(key, flight) if new else None
         if token is None:
             return None, None, False

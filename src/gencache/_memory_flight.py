@@ -2,8 +2,9 @@
 
 With ``single_flight=True`` a miss that another caller is already paying for waits for that
 caller's answer instead of calling the provider too; the flights are keyed by the entry's
-digest (:func:`gencache._keys.digest`), computed on misses only. The async methods run
-inline, as the cache's work is O(1) and never waits on I/O; only a single-flight miss awaits.
+index key and llm_string (exact, and cheaper than a digest: no other process shares them).
+The async methods run inline, as the cache's work is O(1) and never waits on I/O; only a
+single-flight miss awaits.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from langchain_core.outputs import Generation
 from gencache._control import Options, current_options
 from gencache._flight import owner_of_this_call
 from gencache._index import Key
-from gencache._keys import check_key, digest
+from gencache._keys import check_key
 from gencache._memory_state import MemoryState
-from gencache._protocol import Key as EntryKey
 
-__all__ = ["MemoryFlight", "poll_nothing"]
+__all__ = ["MemoryFlight"]
 
 
 class MemoryFlight(MemoryState):
@@ -31,13 +31,8 @@ class MemoryFlight(MemoryState):
 
     __slots__ = ()
 
-    def _entry_key(self, key: Key, prompt: str, llm_string: str, scope: str | None) -> EntryKey:
-        """The entry's identity for single-flight: a digest, computed on misses only."""
-        canonical = key if isinstance(key, str) else key[1]
-        return EntryKey(digest(canonical, llm_string, scope), prompt, llm_string, scope)
-
     def _shared(
-        self, entry: EntryKey, value: list[Generation] | None, seconds: float | None
+        self, llm_string: str, value: list[Generation] | None, seconds: float | None
     ) -> list[Generation] | None:
         """An answer another caller paid for (single-flight): a hit; ``None``: a miss."""
         if value is None:
@@ -45,7 +40,8 @@ class MemoryFlight(MemoryState):
             return None
         self._count(self._coalesced)
         self._count(self._hits)
-        self._acct.shared(entry.digest, entry.llm_string, value, seconds)
+        # No digest: it names an entry in a store's savings book, and memory keeps none.
+        self._acct.shared("", llm_string, value, seconds)
         return value.copy()
 
     def _land(
@@ -53,8 +49,7 @@ class MemoryFlight(MemoryState):
     ) -> None:
         """Give waiters for this key the answer (stored or not): single-flight only."""
         if self._flight is not None:
-            entry = self._entry_key(key, prompt, llm_string, opts.scope)
-            self._flight.flights.land(entry.digest, value or None)
+            self._flight.flights.land((key, llm_string), value or None)
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         """Async :meth:`lookup`: runs inline, as the work is O(1) and never waits on I/O.
@@ -70,15 +65,15 @@ class MemoryFlight(MemoryState):
             check_key(prompt, llm_string)
         key = self._key(prompt, opts.scope)
         owner = owner_of_this_call()
-        entry = self._entry_key(key, prompt, llm_string, opts.scope)
-        if (other := flight.waiting(entry.digest, owner)) is not None:
+        flight_key = (key, llm_string)  # as in lookup()
+        if (other := flight.waiting(flight_key, owner)) is not None:
             answer = await other.await_(flight.timeout, flight.flights.lock)
-            return self._shared(entry, answer, other.seconds)
+            return self._shared(llm_string, answer, other.seconds)
         value = self._find(key, llm_string, opts, count_miss=False)
         if value is not None:
             return value
-        shared, seconds, _ = await flight.amiss(entry, owner, _apoll_nothing)
-        return self._shared(entry, shared, seconds)
+        shared, seconds = await flight.alocal_miss(flight_key, owner)
+        return self._shared(llm_string, shared, seconds)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
         """Async :meth:`update`: runs inline, as the work is O(1) and never waits on I/O."""
@@ -87,12 +82,3 @@ class MemoryFlight(MemoryState):
     async def aclear(self, **kwargs: Any) -> None:
         """Async :meth:`clear`: runs inline."""
         self.clear(**kwargs)
-
-
-def poll_nothing(entry: EntryKey) -> list[Generation] | None:
-    """Poll for another process's answer: there is none, memory has no other process."""
-    return None
-
-
-async def _apoll_nothing(entry: EntryKey) -> list[Generation] | None:
-    return None

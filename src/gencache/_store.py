@@ -216,7 +216,7 @@ class StoreCache(GenCache):
         owner: Hashable = ("thread", threading.get_ident())
         if flight is not None and (other := flight.waiting(key.digest, owner)) is not None:
             self._fill(key, token, None, None)  # someone is paying already: wait for it
-            return self._shared(key, other.wait(flight.timeout), other.seconds, False)
+            return self._shared(key, flight.wait(other), other.seconds, False)
         try:
             record = self._store.read(key)
         except Exception as exc:

@@ -25,7 +25,7 @@ from gencache._index import (
 )
 from gencache._keys import check_key
 from gencache._llm_usage import NOTED
-from gencache._memory_flight import MemoryFlight, poll_nothing
+from gencache._memory_flight import MemoryFlight
 from gencache._memory_report import MemoryReport
 from gencache._memory_state import HIT_LOG
 from gencache._policies import Policy
@@ -150,11 +150,19 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 if key is prompt and self._lock_free_misses:
                     next(self._misses)  # nothing to expire or refresh: no lock needed
                     return None
-                return self._lookup_slow(prompt, llm_string, opts, key)
+                # absent: the prompt is its own key and has no cell, so nothing is stored
+                # for it (a read under the lock would find what this one just found).
+                return self._lookup_slow(prompt, llm_string, opts, key, absent=key is prompt)
         return self._lookup_slow(prompt, llm_string, opts, None)
 
     def _lookup_slow(
-        self, prompt: str, llm_string: str, opts: Options, key: Key | None
+        self,
+        prompt: str,
+        llm_string: str,
+        opts: Options,
+        key: Key | None,
+        *,
+        absent: bool = False,
     ) -> list[Generation] | None:
         """:meth:`lookup` with the lock: LRU, TTL, per-call options, free-threaded builds."""
         if type(prompt) is not str or type(llm_string) is not str:
@@ -165,17 +173,18 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         if key is None:
             key = self._key(prompt, opts.scope)
         flight = self._flight if opts.write else None
-        entry = None
-        if flight is not None:
-            owner: Hashable = ("thread", threading.get_ident())
-            entry = self._entry_key(key, prompt, llm_string, opts.scope)
-            if (other := flight.waiting(entry.digest, owner)) is not None:
-                return self._shared(entry, other.wait(flight.timeout), other.seconds)
-        value = self._find(key, llm_string, opts, count_miss=flight is None)
-        if value is not None or flight is None or entry is None:
+        if flight is None:
+            return self._find(key, llm_string, opts, count_miss=True)
+        owner: Hashable = ("thread", threading.get_ident())
+        # Flights are this process's only: the index key and llm_string identify the entry
+        # exactly, at the cost of a tuple (a digest would cost a SHA-256 per miss and write).
+        flight_key = (key, llm_string)
+        if (other := flight.waiting(flight_key, owner)) is not None:
+            return self._shared(llm_string, flight.wait(other), other.seconds)
+        if not absent and (value := self._find(key, llm_string, opts, count_miss=False)):
             return value
-        shared, seconds, _ = flight.miss(entry, owner, poll_nothing)
-        return self._shared(entry, shared, seconds)
+        shared, seconds = flight.local_miss(flight_key, owner)
+        return self._shared(llm_string, shared, seconds)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -298,8 +307,14 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 return
         key = self._key(prompt, opts.scope)
         now = self._timer()
-        with self._locked():
+        try:  # the lock, written out: _locked() costs a generator per write
+            self._token.pop()
+        except IndexError:
+            self._wait_for_lock()
+        try:
             self._put(key, llm_string, value, now, opts.ttl)
+        finally:
+            self._token.append(True)
         self._land(key, prompt, llm_string, opts, value)
 
     # -- everything else ----------------------------------------------------------------
