@@ -146,7 +146,9 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 # idempotent, and a stored key is always its output.
                 return self._lookup_slow(prompt, llm_string, opts, prompt)
             if type(prompt) is str and type(llm_string) is str:
-                key = canonical_prompt(prompt) if self._canonical else prompt
+                # Only a JSON list can be a chat prompt (see canonical_prompt): a one-char
+                # slice is a cached object, cheaper than the call for every other prompt.
+                key = canonical_prompt(prompt) if self._canonical and prompt[:1] == "[" else prompt
                 if key is prompt and self._lock_free_misses:
                     next(self._misses)  # nothing to expire or refresh: no lock needed
                     return None
@@ -226,7 +228,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             return
         if len(self._hit_log) > HIT_LOG // 2:  # keep the savings exact: drain in time
             self._drain()
-        key = canonical_prompt(prompt) if self._canonical else prompt
+        key = canonical_prompt(prompt) if self._canonical and prompt[:1] == "[" else prompt
         timer = self._timer  # see lookup(): cheaper than self._timer()
         now = timer()
         try:
