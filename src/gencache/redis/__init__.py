@@ -187,6 +187,7 @@ class RedisCache(StoreCache):
         self._aclients = weakref.WeakKeyDictionary()
         self._near = self._make_near(near_cache)
         lane = self._lane
+        leases = RedisLeases(client, self._namespace + ":", self._redactor, lane)
         self._redis = RedisStore(
             client,
             namespace=self._namespace,
@@ -194,6 +195,8 @@ class RedisCache(StoreCache):
             fetch=None if lane is None else lane.get,
             store=None if lane is None else lane.set,
             async_client=self._aclient,
+            leases=leases,
+            lane=lane,
         )
         super().__init__(
             self._redis,
@@ -201,7 +204,7 @@ class RedisCache(StoreCache):
             ttl=ttl,
             front=self._near,
             **options,
-            leases=RedisLeases(client, self._namespace + ":", self._redactor),
+            leases=leases,
             savings=RedisSavings(client, self._namespace + ":", self._redactor),
         )
 

@@ -67,16 +67,39 @@ class Lane:
             parts = (b"".join(parts),)
         return self._call(parts)
 
-    def _call(self, command: tuple[bytes, ...]) -> object:
+    def run(self, *commands: tuple[str | bytes | int, ...]) -> list[object]:
+        """The replies to ``commands``, sent in one write and read in order: one round trip.
+
+        Raises what redis-py raises; an error reply raises once every reply is read.
+        """
+        packed = b"".join(self._pack(command) for command in commands)
+        replies = self._call((packed,), len(commands))
+        assert isinstance(replies, list)
+        return replies
+
+    def _pack(self, command: tuple[str | bytes | int, ...]) -> bytes:
+        parts = [b"*%d\r\n" % len(command)]
+        for arg in command:
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, int):
+                data = b"%d" % arg
+            else:
+                data = self._encode(arg)
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
+
+    def _call(self, command: tuple[bytes, ...], replies: int = 0) -> object:
+        """Send ``command``; its reply, or a list of ``replies`` replies when given."""
         try:
             conn = self._idle.pop()
         except IndexError:
             conn = self._pool.get_connection()
         try:
             try:
-                value = _roundtrip(conn, command)
+                value = _roundtrip(conn, command, replies)
             except rexc.ConnectionError:  # closed, e.g. by a restart: redis-py disconnected it
-                value = _roundtrip(conn, command)  # the clients' one retry; this reconnects
+                value = _roundtrip(conn, command, replies)  # the one retry; this reconnects
         except BaseException:
             conn.disconnect()
             self._pool.release(conn)
@@ -102,8 +125,14 @@ class Lane:
         self._idle = []
 
 
-def _roundtrip(conn: Any, command: tuple[bytes, ...]) -> object:
+def _roundtrip(conn: Any, command: tuple[bytes, ...], replies: int) -> object:
     conn.send_packed_command(command)  # connects a disconnected connection first
+    if replies:
+        values = [conn.read_response() for _ in range(replies)]
+        for value in values:
+            if isinstance(value, rexc.ResponseError):
+                raise value
+        return values
     reply = conn.read_response()
     if isinstance(reply, rexc.ResponseError):
         raise reply

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gencache._protocol import Key
 from gencache.redis._clients import ERRORS, Redactor, SyncClient
+from gencache.redis._lane import Lane
 
 __all__ = ["RedisLeases"]
 
@@ -25,13 +26,40 @@ return redis.call('DEL', KEYS[1])"""
 class RedisLeases:
     """The :class:`~gencache._flight.Leases` of one namespace. Thread- and process-safe.
 
-    ``lease`` is one ``SET NX PX`` (plus a ``GET`` when taken), ``release`` one script.
+    ``lease`` is one ``SET NX PX`` (plus a ``GET`` when taken), ``release`` one script,
+    unless the entry's write carried the release (:meth:`release_command`): then none.
     """
 
-    def __init__(self, client: SyncClient, prefix: str, redactor: Redactor) -> None:
+    def __init__(
+        self, client: SyncClient, prefix: str, redactor: Redactor, lane: Lane | None = None
+    ) -> None:
         self._client = client
+        self._lane = lane  # kept connections, when the cache built its client from a URL
         self._prefix = prefix + "lease:"
         self._redactor = redactor
+        # The leases this process holds and has not released: digest -> token. The owner
+        # writes the entry before its flight settles; the write can release the lease in
+        # its own round trip, and the settle then has nothing left to do.
+        self._held: dict[str, str] = {}
+
+    def holds(self, key: Key) -> bool:
+        """Whether this process holds the lease of ``key``. O(1), no round trip."""
+        return key.digest in self._held
+
+    def release_command(self, key: Key) -> tuple[tuple[str | int, ...], str] | None:
+        """The command that releases our lease of ``key``, to send with the entry's write.
+
+        Returns it with the token, to :meth:`give_back` if the write fails, or ``None`` if
+        this process holds no lease of ``key``.
+        """
+        token = self._held.pop(key.digest, None)
+        if token is None:
+            return None
+        return ("EVAL", _RELEASE, 1, self._rkey(key), token, "0", _FAILED_MS), token
+
+    def give_back(self, key: Key, token: str) -> None:
+        """The write that was to release the lease failed: the settle releases it."""
+        self._held[key.digest] = token
 
     def _rkey(self, key: Key) -> str:
         return self._prefix + key.digest  # the digest already names the scope
@@ -40,14 +68,28 @@ class RedisLeases:
         """Take the lease of ``key``; ``None`` if taken, else ``"busy"`` or ``"failed"``."""
         rkey = self._rkey(key)
         try:
-            if self._client.set(rkey, token, nx=True, px=max(1, round(seconds * 1000))):
+            px = max(1, round(seconds * 1000))
+            if self._lane is not None:
+                taken = self._lane.run(("SET", rkey, token, "NX", "PX", px))[0] is not None
+            else:
+                taken = bool(self._client.set(rkey, token, nx=True, px=px))
+            if taken:
+                self._held[key.digest] = token
                 return None
             return _state(self._client.get(rkey)) or "busy"
         except ERRORS as exc:
             raise self._redactor.error(exc, "lease") from exc
 
     def release(self, key: Key, token: str, *, failed: bool) -> None:
-        """End our lease; a failure leaves a short mark that releases the waiters."""
+        """End our lease; a failure leaves a short mark that releases the waiters.
+
+        No round trip when the entry's write released it already.
+        """
+        if self._held.get(key.digest) != token:
+            if not failed:
+                return
+        else:
+            self._held.pop(key.digest, None)
         try:
             self._client.eval(
                 _RELEASE, 1, self._rkey(key), token, "1" if failed else "0", _FAILED_MS

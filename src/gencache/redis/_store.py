@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis
 import redis.exceptions as rexc
 from redis.client import NEVER_DECODE
 
@@ -36,6 +37,8 @@ from gencache import codec
 from gencache._protocol import Entry, Key, Record
 from gencache.errors import BackendError
 from gencache.redis._clients import ERRORS, AsyncClient, Redactor, SyncClient
+from gencache.redis._lane import Lane
+from gencache.redis._lease import RedisLeases
 
 __all__ = ["AsyncLink", "RedisStore"]
 
@@ -80,8 +83,14 @@ class RedisStore:
         fetch: Callable[[str], object] | None = None,
         store: Callable[[str, bytes, int | None], object] | None = None,
         async_client: Callable[[], AsyncLink | None],
+        leases: RedisLeases | None = None,
+        lane: Lane | None = None,
     ) -> None:
         self._client = client
+        self._lane = lane
+        # A lease this process holds is released in the entry's write (one pipeline, one
+        # round trip); a cluster client keeps two (its pipeline splits keys by slot).
+        self._leases = leases if isinstance(client, redis.Redis) else None
         self._prefix = namespace + ":"
         self._match = self._prefix + "*"
         # Our keys as SCAN returns them: bytes, in the client's encoding (a URL may set
@@ -119,9 +128,41 @@ class RedisStore:
         return self._client.set(rkey, payload, px=px)
 
     def write(self, key: Key, payload: bytes, created_at: float, expires_at: float | None) -> None:
+        leases = self._leases
+        if leases is not None and leases.holds(key):
+            self._write_releasing(key, payload, expires_at, leases)
+            return
         try:
             self._store(self.rkey(key), payload, _px(expires_at))
         except ERRORS as exc:
+            raise self._redactor.error(exc, "SET") from exc
+
+    def _write_releasing(
+        self, key: Key, payload: bytes, expires_at: float | None, leases: RedisLeases
+    ) -> None:
+        """The single-flight owner's write: ``SET`` and the lease's release, one round trip."""
+        release = leases.release_command(key)
+        if release is None:
+            self._store(self.rkey(key), payload, _px(expires_at))
+            return
+        command, token = release
+        px = _px(expires_at)
+        write: tuple[str | bytes | int, ...] = ("SET", self.rkey(key), payload)
+        if px is not None:
+            write += ("PX", px)
+        try:
+            if self._lane is not None:
+                self._lane.run(write, command)
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                try:
+                    pipe.execute_command(*write)
+                    pipe.execute_command(*command)
+                    pipe.execute()
+                finally:
+                    pipe.reset()
+        except ERRORS as exc:
+            leases.give_back(key, token)
             raise self._redactor.error(exc, "SET") from exc
 
     def delete(self, key: Key, record: Record) -> None:
