@@ -167,8 +167,10 @@ class SQLiteCache(StoreCache):
         else:
             file_id = create_private(self._path, allow_shared=shared)
         self._conns = Connections(self._path, file_id, busy_timeout, readonly=readonly)
+        leases = SQLiteLeases(self._conns)
         self._sqlite = SQLiteStore(
             self._conns,
+            leases=leases,
             order=ORDERS[self._policy.value],
             maxsize=self._maxsize_,
             timer=timer,
@@ -182,7 +184,7 @@ class SQLiteCache(StoreCache):
             **options,
             counts=lambda: (self._sqlite.evicted, self._sqlite.expired),
             maxsize=self._maxsize_,
-            leases=SQLiteLeases(self._conns),
+            leases=leases,
             savings=SQLiteSavings(self._conns),
         )
         try:

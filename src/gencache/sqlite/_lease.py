@@ -34,12 +34,32 @@ _FAIL = "UPDATE gencache_leases SET failed = 1, deadline = ? WHERE key = ? AND t
 class SQLiteLeases:
     """The :class:`~gencache._flight.Leases` of one SQLite file. Thread- and process-safe.
 
-    Each call is one short transaction (``lease``/``release``) or one read.
+    Each call is one short transaction (``lease``/``release``) or one read; ``release``
+    is none when the entry's write dropped the lease in its own transaction (:meth:`drop`).
     """
 
     def __init__(self, conns: Connections) -> None:
         self._conns = conns
         self._ready = False
+        # The leases this process holds and has not released: digest -> token (see
+        # gencache.redis._lease: the owner's write releases its lease).
+        self._held: dict[str, str] = {}
+
+    def holds(self, key: Key) -> bool:
+        """Whether this process holds the lease of ``key``. O(1), no query."""
+        return key.digest in self._held
+
+    def take_token(self, key: Key) -> str | None:
+        """Our token for ``key``'s lease, handed to the write that will :meth:`drop` it."""
+        return self._held.pop(key.digest, None)
+
+    def give_back(self, key: Key, token: str) -> None:
+        """The write that was to drop the lease failed: the settle releases it."""
+        self._held[key.digest] = token
+
+    def drop(self, db: sqlite3.Connection, key: Key, token: str) -> None:
+        """Delete our lease of ``key`` inside the caller's transaction."""
+        db.execute(_DROP, (key.digest, token))
 
     def _table(self, db: sqlite3.Connection) -> None:
         if not self._ready:
@@ -58,11 +78,20 @@ class SQLiteLeases:
             db.execute(_TAKE, (digest, token, now + seconds))
             row = db.execute(_READ, (digest,)).fetchone()
         if row is None or row[0] == token:
+            self._held[digest] = token
             return None
         return "failed" if row[1] else "busy"
 
     def release(self, key: Key, token: str, *, failed: bool) -> None:
-        """End our lease; a failure leaves a short mark that releases the waiters."""
+        """End our lease; a failure leaves a short mark that releases the waiters.
+
+        No query when the entry's write dropped it already.
+        """
+        if self._held.get(key.digest) != token:
+            if not failed:
+                return
+        else:
+            self._held.pop(key.digest, None)
         self._conns.run(self._release, key.digest, token, failed, write=True)
 
     def _release(self, db: sqlite3.Connection, digest: str, token: str, failed: bool) -> None:

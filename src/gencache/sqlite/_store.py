@@ -27,6 +27,7 @@ from gencache._ttl import Timer
 from gencache.errors import BackendError
 from gencache.sqlite import _schema as sql
 from gencache.sqlite._conn import BusyError, Connections, immediate, query, row_count
+from gencache.sqlite._lease import SQLiteLeases
 
 __all__ = ["SQLiteStore"]
 
@@ -56,8 +57,10 @@ class SQLiteStore:
         maxsize: int | None,
         timer: Timer,
         bounded_ttl: bool,
+        leases: SQLiteLeases | None = None,
     ) -> None:
         self._conns = conns
+        self._leases = leases  # a lease this process holds is dropped by the entry's write
         self._order = order
         # Whether a hit moves its row (LRU) and may be written: one test on the hit path.
         self._touches = order.touch is not None and not conns.readonly
@@ -187,24 +190,40 @@ class SQLiteStore:
             payload,
             key.scope,
         )
-        if (
-            expires_at is None
-            and not self._ttl_rows
-            and self._maxsize is None
-            and not self._touched
-        ):
-            self._conns.run(query, self._order.upsert, row, write=True)  # one statement
-        else:
-            if expires_at is not None:
-                self._ttl_rows = True  # from now on, writes purge expired rows
-            self._conns.run(self._write_in_transaction, row, self._timer(), write=True)
+        leases = self._leases
+        token = leases.take_token(key) if leases is not None and leases.holds(key) else None
+        try:
+            if (
+                token is None
+                and expires_at is None
+                and not self._ttl_rows
+                and self._maxsize is None
+                and not self._touched
+            ):
+                self._conns.run(query, self._order.upsert, row, write=True)  # one statement
+            else:
+                if expires_at is not None:
+                    self._ttl_rows = True  # from now on, writes purge expired rows
+                release = None if token is None else (key, token)
+                self._conns.run(self._write_in_transaction, row, self._timer(), release, write=True)
+        except BaseException:
+            if token is not None and leases is not None:
+                leases.give_back(key, token)
+            raise
 
     def _write_in_transaction(
-        self, db: sqlite3.Connection, row: tuple[Any, ...], now: float
+        self,
+        db: sqlite3.Connection,
+        row: tuple[Any, ...],
+        now: float,
+        release: tuple[Key, str] | None = None,
     ) -> None:
+        """The write's transaction; it also drops this process's lease of the key, if any."""
         key, maxsize = row[0], self._maxsize
         expired = evicted = 0
         with immediate(db):
+            if release is not None and self._leases is not None:
+                self._leases.drop(db, *release)
             self._write_touches(db)
             if self._ttl_rows:
                 expired += db.execute(sql.PURGE, (now, _PURGE_PER_WRITE)).rowcount
