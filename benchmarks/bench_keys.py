@@ -4,9 +4,10 @@ Run: ``python benchmarks/bench_keys.py [--quick] [--rounds N] [--json PATH]``. P
 of the harness's markdown tables (median, p90, p99 and max over interleaved rounds; the
 lookups are sampled as the mean of batches of 500):
 
-- a prompt with no AI message: LangChain's ``InMemoryCache`` lookup hit against the same
-  lookup preceded by ``canonical_prompt`` (fresh equal strings each call, as LangChain
-  passes them), so the ratio is what canonical keys add to the cheapest hit there is;
+- a prompt with no AI message: LangChain's ``InMemoryCache`` lookup hit against
+  gencache's (canonical keys on), and against the same LangChain lookup preceded by
+  ``canonical_prompt`` (the key's own cost); fresh equal strings each call, as LangChain
+  passes them;
 - a 20-turn conversation of ~20 KB whose AI messages carry OpenAI-shaped usage and
   response metadata: ``canonical_prompt`` against a cache-hit ``FakeListChatModel.invoke``
   of the same conversation, end to end, for a conversation never seen before ("cold"), the
@@ -37,6 +38,7 @@ from _harness import (
     rounds,
     timed,
 )
+from gencache import InMemoryCache
 from gencache._chat_prompt import canonical_prompt
 
 LC, OURS = "LangChain", "gencache"
@@ -95,12 +97,18 @@ def conversation(tag: str, turns: int = TURNS) -> list[BaseMessage]:
     return messages
 
 
-def bench_no_ai_message(rounds: int, n: int, make: Callable[[int], str], name: str) -> Row:
+def bench_no_ai_message(
+    rounds: int, n: int, make: Callable[[int], str], name: str, *, alone: bool
+) -> Row:
+    """LangChain's lookup hit against gencache's (``alone``: against canonical_prompt + it)."""
     keys = [make(i) for i in range(1_000)]
     cache = LangChainCache()
+    ours = InMemoryCache()
     for k in keys:
         cache.update(k, LLM_STRING, generation(0))
+        ours.update(k, LLM_STRING, generation(0))
     lookup = cache.lookup
+    our_lookup = ours.lookup
 
     def runner(canonical: bool) -> Round:
         def run() -> list[float]:
@@ -114,17 +122,28 @@ def bench_no_ai_message(rounds: int, n: int, make: Callable[[int], str], name: s
                 for p, s in chunk:
                     lookup(canonical_prompt(p), s)
 
-            return batched(keyed if canonical else plain, pairs, 500)
+            def gencache(chunk: Sequence[tuple[str, str]]) -> None:
+                for p, s in chunk:
+                    our_lookup(p, s)
+
+            return batched((keyed if alone else gencache) if canonical else plain, pairs, 500)
 
         return run
 
     samples = interleave({LC: runner(False), OURS: runner(True)}, rounds)
     size = len(keys[0])
+    if alone:
+        return Row(
+            f"{name} ({size} chars): canonical_prompt + LangChain's lookup hit",
+            "ns",
+            samples,
+            note="the key's cost on its own, for a prompt never canonicalised before",
+        )
     return Row(
         f"{name} ({size} chars): lookup hit",
         "ns",
         samples,
-        note="gencache: canonical_prompt + the same lookup",
+        note="gencache's InMemoryCache (canonical keys on) against LangChain's",
     )
 
 
@@ -175,8 +194,14 @@ def main() -> None:
     args = arguments(__doc__).parse_args()
     n_rounds = rounds(args, 5, 9)
     lookups = [
-        bench_no_ai_message(n_rounds, 20_000, human_prompt, "one human message"),
-        bench_no_ai_message(n_rounds, 20_000, system_human_prompt, "system + human message"),
+        bench_no_ai_message(n_rounds, 20_000, human_prompt, "one human message", alone=False),
+        bench_no_ai_message(
+            n_rounds, 20_000, system_human_prompt, "system + human message", alone=False
+        ),
+        bench_no_ai_message(n_rounds, 20_000, human_prompt, "one human message", alone=True),
+        bench_no_ai_message(
+            n_rounds, 20_000, system_human_prompt, "system + human message", alone=True
+        ),
     ]
     talks = bench_conversation(n_rounds, 20 if args.quick else 50)
     report(
