@@ -133,10 +133,16 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+_SWEEP_MIN = 1024  # flights kept before the first sweep of abandoned ones
+_OWNED_MAX = 64  # flights in the air remembered per context (see Flights.join)
+
+
 class Flights:
     """The flights of one cache, keyed by entry digest (memory: by index key and llm_string).
 
-    Thread-safe; O(1) per call.
+    Thread-safe; O(1) per call (amortised: abandoned flights are swept in batches).
+    Bounded: a flight its owner never lands (a lookup with no update after it) is
+    abandoned after the timeout and swept once the flights in the air have doubled.
 
     Args:
         timeout: The longest a waiter waits (``flight_timeout``), in seconds.
@@ -146,7 +152,19 @@ class Flights:
         self.timeout = timeout
         self._flights: dict[Hashable, Flight] = {}
         self._lock = threading.Lock()
+        self._sweep_at = _SWEEP_MIN
         _watch(self)
+
+    def __len__(self) -> int:
+        """The flights kept: in the air, or abandoned and not swept yet."""
+        return len(self._flights)
+
+    def _sweep(self, now: float) -> None:
+        """Fail and drop the abandoned flights; under the lock. O(flights kept)."""
+        flights = self._flights
+        for digest in [d for d, f in flights.items() if now - f.started >= self.timeout]:
+            flights.pop(digest).settle(None)  # its waiters have timed out already
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(flights))
 
     def join(self, digest: Hashable, owner: Hashable) -> tuple[Flight, bool, bool]:
         """Return the key's flight, whether ``owner`` owns it, and whether it is new.
@@ -158,11 +176,19 @@ class Flights:
             flight = self._flights.get(digest)
             if flight is None or time.monotonic() - flight.started >= self.timeout:
                 flight = self._flights[digest] = Flight(owner)
+                if len(self._flights) > self._sweep_at:
+                    self._sweep(flight.started)
             else:
                 return flight, owns(flight, owner), False
-        # Outside the lock: what this context owns, for the calls it makes meanwhile.
+        # Outside the lock: what this context owns, for the calls it makes meanwhile (the
+        # latest _OWNED_MAX flights in the air; a context that misses and never updates
+        # would otherwise make this list, and each join, grow without bound).
         owned = _OWNED.get()
-        _OWNED.set((*[f for f in owned if f.state == _FLYING], flight) if owned else (flight,))
+        if owned:
+            live = [f for f in owned[-_OWNED_MAX:] if f.state == _FLYING]
+            _OWNED.set((*live, flight))
+        else:
+            _OWNED.set((flight,))
         return flight, True, True
 
     def peek(self, digest: Hashable) -> Flight | None:

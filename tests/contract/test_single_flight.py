@@ -269,3 +269,19 @@ def test_single_flight_arguments_are_checked(make_cache: Factory) -> None:
         make_cache(single_flight="yes")
     with pytest.raises(ValueError, match="flight_timeout"):
         make_cache(single_flight=True, flight_timeout=0)
+
+
+def test_misses_never_updated_leave_no_flights_behind(make_cache: Factory) -> None:
+    # A lookup that misses opens a flight; with no update after it (a caller that only
+    # looks), the flight is abandoned after flight_timeout and swept later: the flights
+    # kept stay bounded, and one context's list of owned flights too.
+    cache = make_cache(single_flight=True, flight_timeout=0.05)
+    flights = cache._flight.flights  # type: ignore[attr-defined]  # no public view of them
+    for i in range(1_500):
+        assert cache.lookup(f"looked at only {i}", L) is None
+    time.sleep(0.1)  # every one of those is abandoned now
+    for i in range(1_500):
+        assert cache.lookup(f"looked at later {i}", L) is None
+    assert len(flights) <= 2_048  # swept at 1,024 + 1: what is left is at most the rest
+    cache.update("looked at later 0", L, gens("an answer after all"))
+    assert cache.lookup("looked at later 0", L) == gens("an answer after all")
