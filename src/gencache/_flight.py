@@ -45,6 +45,7 @@ __all__ = [
     "RUN_STARTED",
     "Flight",
     "Flights",
+    "HeldLeases",
     "Leases",
     "SingleFlight",
     "owner_of_this_call",
@@ -288,6 +289,42 @@ class Leases(Protocol):
         """``"busy"``, ``"failed"`` or ``None`` (no lease)."""
 
 
+class HeldLeases:
+    """The leases this process holds and has not released yet: entry digest -> token.
+
+    A store's single-flight owner writes the entry before its flight settles, so the
+    write can release the lease in its own round trip or transaction (:meth:`take`), and
+    the settle then has nothing left to do (:meth:`released`). Thread-safe (one dict
+    operation each); O(1).
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}
+
+    def hold(self, digest: str, token: str) -> None:
+        """Remember that this process took the lease of ``digest`` with ``token``."""
+        self._tokens[digest] = token
+
+    def take(self, digest: str) -> str | None:
+        """Our token for ``digest``'s lease, for the write that releases it; else ``None``."""
+        return self._tokens.pop(digest, None)
+
+    def give_back(self, digest: str, token: str) -> None:
+        """The write that was to release the lease failed: the settle releases it."""
+        self._tokens[digest] = token
+
+    def released(self, digest: str, token: str, *, failed: bool) -> bool:
+        """Whether the settle of lease ``token`` has nothing to do (its write released it).
+
+        Otherwise the lease is forgotten here, and the caller releases it in the store.
+        A failure is always written (its mark releases other processes' waiters).
+        """
+        if self._tokens.get(digest) != token:
+            return not failed
+        self._tokens.pop(digest, None)
+        return False
+
+
 # -- the LangChain hook that reports an owner's failure -------------------------------------
 
 _registry: weakref.WeakSet[Flights] = weakref.WeakSet()
@@ -427,7 +464,7 @@ class SingleFlight:
         """
         flight, mine, new = self.flights.join(key.digest, owner)
         if not mine:
-            return flight.wait(self.timeout, self.flights.lock), flight.seconds, False
+            return self.wait(flight), flight.seconds, False
         token = self._lease(key, flight) if new else None
         if token is None:
             return None, None, False

@@ -8,6 +8,7 @@ waiters pay themselves at once, together.
 
 from __future__ import annotations
 
+from gencache._flight import HeldLeases
 from gencache._protocol import Key
 from gencache.redis._clients import ERRORS, Redactor, SyncClient
 from gencache.redis._lane import Lane
@@ -37,29 +38,18 @@ class RedisLeases:
         self._lane = lane  # kept connections, when the cache built its client from a URL
         self._prefix = prefix + "lease:"
         self._redactor = redactor
-        # The leases this process holds and has not released: digest -> token. The owner
-        # writes the entry before its flight settles; the write can release the lease in
-        # its own round trip, and the settle then has nothing left to do.
-        self._held: dict[str, str] = {}
-
-    def holds(self, key: Key) -> bool:
-        """Whether this process holds the lease of ``key``. O(1), no round trip."""
-        return key.digest in self._held
+        self.held = HeldLeases()  # the owner's write releases its lease (release_command)
 
     def release_command(self, key: Key) -> tuple[tuple[str | int, ...], str] | None:
         """The command that releases our lease of ``key``, to send with the entry's write.
 
-        Returns it with the token, to :meth:`give_back` if the write fails, or ``None`` if
-        this process holds no lease of ``key``.
+        Returns it with the token, to give back to :attr:`held` if the write fails, or
+        ``None`` if this process holds no lease of ``key``. O(1), no round trip.
         """
-        token = self._held.pop(key.digest, None)
+        token = self.held.take(key.digest)
         if token is None:
             return None
         return ("EVAL", _RELEASE, 1, self._rkey(key), token, "0", _FAILED_MS), token
-
-    def give_back(self, key: Key, token: str) -> None:
-        """The write that was to release the lease failed: the settle releases it."""
-        self._held[key.digest] = token
 
     def _rkey(self, key: Key) -> str:
         return self._prefix + key.digest  # the digest already names the scope
@@ -74,7 +64,7 @@ class RedisLeases:
             else:
                 taken = bool(self._client.set(rkey, token, nx=True, px=px))
             if taken:
-                self._held[key.digest] = token
+                self.held.hold(key.digest, token)
                 return None
             return _state(self._client.get(rkey)) or "busy"
         except ERRORS as exc:
@@ -85,11 +75,8 @@ class RedisLeases:
 
         No round trip when the entry's write released it already.
         """
-        if self._held.get(key.digest) != token:
-            if not failed:
-                return
-        else:
-            self._held.pop(key.digest, None)
+        if self.held.released(key.digest, token, failed=failed):
+            return
         try:
             self._client.eval(
                 _RELEASE, 1, self._rkey(key), token, "1" if failed else "0", _FAILED_MS

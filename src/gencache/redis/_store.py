@@ -129,8 +129,9 @@ class RedisStore:
 
     def write(self, key: Key, payload: bytes, created_at: float, expires_at: float | None) -> None:
         leases = self._leases
-        if leases is not None and leases.holds(key):
-            self._write_releasing(key, payload, expires_at, leases)
+        release = None if leases is None else leases.release_command(key)
+        if release is not None and leases is not None:
+            self._write_releasing(key, payload, expires_at, leases, release)
             return
         try:
             self._store(self.rkey(key), payload, _px(expires_at))
@@ -138,13 +139,14 @@ class RedisStore:
             raise self._redactor.error(exc, "SET") from exc
 
     def _write_releasing(
-        self, key: Key, payload: bytes, expires_at: float | None, leases: RedisLeases
+        self,
+        key: Key,
+        payload: bytes,
+        expires_at: float | None,
+        leases: RedisLeases,
+        release: tuple[tuple[str | int, ...], str],
     ) -> None:
         """The single-flight owner's write: ``SET`` and the lease's release, one round trip."""
-        release = leases.release_command(key)
-        if release is None:
-            self._store(self.rkey(key), payload, _px(expires_at))
-            return
         command, token = release
         px = _px(expires_at)
         write: tuple[str | bytes | int, ...] = ("SET", self.rkey(key), payload)
@@ -162,7 +164,7 @@ class RedisStore:
                 finally:
                     pipe.reset()
         except ERRORS as exc:
-            leases.give_back(key, token)
+            leases.held.give_back(key.digest, token)
             raise self._redactor.error(exc, "SET") from exc
 
     def delete(self, key: Key, record: Record) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from gencache._flight import HeldLeases
 from gencache._protocol import Key
 from gencache.sqlite._conn import Connections, immediate
 
@@ -41,21 +42,7 @@ class SQLiteLeases:
     def __init__(self, conns: Connections) -> None:
         self._conns = conns
         self._ready = False
-        # The leases this process holds and has not released: digest -> token (see
-        # gencache.redis._lease: the owner's write releases its lease).
-        self._held: dict[str, str] = {}
-
-    def holds(self, key: Key) -> bool:
-        """Whether this process holds the lease of ``key``. O(1), no query."""
-        return key.digest in self._held
-
-    def take_token(self, key: Key) -> str | None:
-        """Our token for ``key``'s lease, handed to the write that will :meth:`drop` it."""
-        return self._held.pop(key.digest, None)
-
-    def give_back(self, key: Key, token: str) -> None:
-        """The write that was to drop the lease failed: the settle releases it."""
-        self._held[key.digest] = token
+        self.held = HeldLeases()  # the owner's write drops its lease (drop)
 
     def drop(self, db: sqlite3.Connection, key: Key, token: str) -> None:
         """Delete our lease of ``key`` inside the caller's transaction."""
@@ -78,7 +65,7 @@ class SQLiteLeases:
             db.execute(_TAKE, (digest, token, now + seconds))
             row = db.execute(_READ, (digest,)).fetchone()
         if row is None or row[0] == token:
-            self._held[digest] = token
+            self.held.hold(digest, token)
             return None
         return "failed" if row[1] else "busy"
 
@@ -87,11 +74,8 @@ class SQLiteLeases:
 
         No query when the entry's write dropped it already.
         """
-        if self._held.get(key.digest) != token:
-            if not failed:
-                return
-        else:
-            self._held.pop(key.digest, None)
+        if self.held.released(key.digest, token, failed=failed):
+            return
         self._conns.run(self._release, key.digest, token, failed, write=True)
 
     def _release(self, db: sqlite3.Connection, digest: str, token: str, failed: bool) -> None:

@@ -191,7 +191,7 @@ class SQLiteStore:
             key.scope,
         )
         leases = self._leases
-        token = leases.take_token(key) if leases is not None and leases.holds(key) else None
+        token = None if leases is None else leases.held.take(key.digest)
         try:
             if (
                 token is None
@@ -208,7 +208,7 @@ class SQLiteStore:
                 self._conns.run(self._write_in_transaction, row, self._timer(), release, write=True)
         except BaseException:
             if token is not None and leases is not None:
-                leases.give_back(key, token)
+                leases.held.give_back(key.digest, token)
             raise
 
     def _write_in_transaction(
