@@ -3,7 +3,7 @@
 At ``update`` time the cache records, per entry, what the original call cost: input and
 output tokens (``usage_metadata`` of chat messages; ``token_usage`` / ``usage`` in a
 generation's ``generation_info`` for LLMs, else the run's ``llm_output["token_usage"]``
-noted by :mod:`gencache._llm_usage`), the model (``response_metadata`` first, else
+noted by :mod:`gencache._usage`), the model (``response_metadata`` first, else
 the ``llm_string``), and how long the provider took (from this thread's or task's miss of
 the same key to its update, when known). Each hit adds that cost to the cache's savings,
 per model and in total; money is computed from a price table when one is given.
@@ -31,8 +31,8 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 
-from gencache._llm_usage import usage_of
 from gencache._savings import SavingsBook, SavingsStore
+from gencache._usage import generation_tokens, usage_of
 from gencache.stats import Savings
 
 __all__ = [
@@ -174,26 +174,12 @@ def _tokens(generations: Sequence[Generation]) -> tuple[int, int]:
     tin = tout = 0
     found = False
     for generation in generations:
-        message = getattr(generation, "message", None)
-        usage = getattr(message, "usage_metadata", None)
-        if isinstance(usage, Mapping):
-            tin += _int(usage.get("input_tokens"))
-            tout += _int(usage.get("output_tokens"))
-            found = True
-            continue
-        info = generation.generation_info or {}
-        usage = info.get("token_usage") or info.get("usage")
-        if isinstance(usage, Mapping):
-            tin += _int(usage.get("prompt_tokens", usage.get("input_tokens")))
-            tout += _int(usage.get("completion_tokens", usage.get("output_tokens")))
-            found = True
+        carried = generation_tokens(generation)
+        if carried is not None:
+            tin, tout, found = tin + carried[0], tout + carried[1], True
     if not found and (noted := usage_of(generations)) is not None:
-        return noted  # an LLM that reports usage in llm_output only (gencache._llm_usage)
+        return noted  # an LLM that reports usage in llm_output only (gencache._usage)
     return tin, tout
-
-
-def _int(value: object) -> int:
-    return int(value) if _count(value) else 0  # type: ignore[call-overload]
 
 
 def cost_of(

@@ -37,9 +37,9 @@ from typing import Any, Protocol
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import Generation
 
-from gencache._llm_usage import note_end, note_start
 from gencache._log import RateLimitedLog
 from gencache._protocol import Key
+from gencache._usage import note_end, note_start
 
 __all__ = [
     "RUN_STARTED",

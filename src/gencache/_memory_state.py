@@ -37,10 +37,10 @@ from gencache._index import (
     remove,
     scoped,
 )
-from gencache._llm_usage import NOTED, usage_of
 from gencache._log import RateLimitedLog
 from gencache._policies import Order, Policy, check_maxsize, new_order
 from gencache._ttl import Deadlines, Timer, check_seconds, check_timer, check_ttl, default_timer
+from gencache._usage import NOTED, usage_of
 from gencache.stats import GIL_ENABLED, Counter
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class MemoryState(GenCache):
         # hit of that slot saved in time. Bounded; a reused id only blurs a statistic.
         self._took: dict[int, float] = {}
         # Tokens of entries written by an LLM that reports them in llm_output only (see
-        # gencache._llm_usage), by id(slot), noted at write time. Bounded as _took.
+        # gencache._usage), by id(slot), noted at write time. Bounded as _took.
         self._llm_tokens: dict[int, tuple[int, int]] = {}
         watch_runs()
         self._coalesced = Counter()

@@ -24,11 +24,11 @@ from gencache._index import (
     scope_of,
 )
 from gencache._keys import check_key
-from gencache._llm_usage import NOTED
 from gencache._memory_flight import MemoryFlight
 from gencache._memory_report import MemoryReport
 from gencache._memory_state import HIT_LOG
 from gencache._policies import Policy
+from gencache._usage import NOTED
 
 __all__ = ["InMemoryCache"]
 

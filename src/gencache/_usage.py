@@ -1,4 +1,8 @@
-"""Token usage that a plain LLM reports only in ``llm_output["token_usage"]``.
+"""Token usage as LangChain reports it: on a generation, or in an LLM's ``llm_output``.
+
+:func:`generation_tokens` reads what one generation carries (a chat message's
+``usage_metadata``; for LLMs ``generation_info["token_usage"]`` or ``["usage"]``, with
+OpenAI's or Anthropic's names). The rest of this module is for the LLMs that carry none:
 
 An LLM such as ``langchain_openai.OpenAI`` puts its token counts in the ``LLMResult``'s
 ``llm_output``, which LangChain does not pass to the cache: ``update`` sees the generations
@@ -26,7 +30,14 @@ from typing import Any
 
 from langchain_core.outputs import Generation
 
-__all__ = ["NOTED", "note_end", "note_start", "usage_of"]
+__all__ = [
+    "NOTED",
+    "generation_tokens",
+    "note_end",
+    "note_start",
+    "usage_counts",
+    "usage_of",
+]
 
 _KEEP = 1024
 _lock = threading.Lock()
@@ -54,12 +65,24 @@ def _count(value: object) -> int:
     return value
 
 
-def _carries_usage(generation: object) -> bool:
+def usage_counts(usage: Mapping[str, Any]) -> tuple[int, int]:
+    """(input, output) tokens of a usage mapping with OpenAI's or Anthropic's names.
+
+    A missing or malformed count (not an int >= 0) is 0.
+    """
+    tin = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    tout = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+    return tin, tout
+
+
+def generation_tokens(generation: object) -> tuple[int, int] | None:
+    """(input, output) tokens that ``generation`` itself carries, or ``None`` if none."""
     usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
     if isinstance(usage, Mapping):
-        return True
+        return _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
     info = getattr(generation, "generation_info", None) or {}
-    return isinstance(info.get("token_usage") or info.get("usage"), Mapping)
+    usage = info.get("token_usage") or info.get("usage")
+    return usage_counts(usage) if isinstance(usage, Mapping) else None
 
 
 def note_start(run_id: object, batch_size: object) -> None:
@@ -86,14 +109,15 @@ def note_end(response: object, run_id: object) -> None:
     if len(generations) != 1 or not isinstance(generations[0], list) or not generations[0]:
         return  # LangChain ends a run with one prompt's generations
     first = generations[0][0]
-    if not isinstance(first, Generation) or any(map(_carries_usage, generations[0])):
+    if not isinstance(first, Generation) or any(
+        generation_tokens(g) is not None for g in generations[0]
+    ):
         return
     usage = llm_output.get("token_usage")
     if not isinstance(usage, Mapping):
         return
     if usage:
-        tin = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
-        tout = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+        tin, tout = usage_counts(usage)
         _open.share, _open.left = (tin // size, tout // size), size - 1
         tin, tout = tin - tin // size * (size - 1), tout - tout // size * (size - 1)
     elif _open.left > 0:  # a later prompt of the batch: LangChain emptied its usage
