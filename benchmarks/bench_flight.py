@@ -73,6 +73,20 @@ def _pairs(n: int, tag: str) -> list[tuple[str, str]]:
     return [(fresh(prompt(i) + tag), fresh(LLM_STRING)) for i in range(n)]
 
 
+def _sample(
+    op: Callable[[str, str], object], pairs: list[tuple[str, str]], batch: int
+) -> list[float]:
+    """``op`` on each pair: per-operation ns, as the mean of batches of ``batch`` if > 1."""
+    if batch > 1:
+
+        def loop(chunk: Sequence[tuple[str, str]]) -> None:
+            for p, s in chunk:
+                op(p, s)
+
+        return batched(loop, pairs, batch)
+    return [timed(op, p, s) for p, s in pairs]
+
+
 def bench_cost(backend: str, make: Factory, rounds: int, n: int, batch: int) -> list[Row]:
     """Miss + update, and hit, with single-flight off and on, on one backend."""
     value = generation(0)
@@ -84,18 +98,7 @@ def bench_cost(backend: str, make: Factory, rounds: int, n: int, batch: int) -> 
             cache.lookup(p, s)
             cache.update(p, s, value)
 
-        def run() -> list[float]:
-            pairs = _pairs(n, f"|round {next(counter)}")
-            if batch > 1:
-
-                def loop(chunk: Sequence[tuple[str, str]]) -> None:
-                    for p, s in chunk:
-                        pair(p, s)
-
-                return batched(loop, pairs, batch)
-            return [timed(pair, p, s) for p, s in pairs]
-
-        return run
+        return lambda: _sample(pair, _pairs(n, f"|round {next(counter)}"), batch)
 
     stored = _pairs(n, "|stored")
     for cache in caches.values():
@@ -103,20 +106,7 @@ def bench_cost(backend: str, make: Factory, rounds: int, n: int, batch: int) -> 
             cache.update(p, s, value)
 
     def hit(cache: Any) -> Round:
-        lookup = cache.lookup
-
-        def run() -> list[float]:
-            pairs = [(fresh(p), fresh(s)) for p, s in stored]
-            if batch > 1:
-
-                def loop(chunk: Sequence[tuple[str, str]]) -> None:
-                    for p, s in chunk:
-                        lookup(p, s)
-
-                return batched(loop, pairs, batch)
-            return [timed(lookup, p, s) for p, s in pairs]
-
-        return run
+        return lambda: _sample(cache.lookup, [(fresh(p), fresh(s)) for p, s in stored], batch)
 
     rows = [
         Row(
