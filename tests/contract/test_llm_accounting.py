@@ -49,6 +49,9 @@ class CountingLLM(BaseLLM):
     ) -> LLMResult:
         with self._lock:  # type: ignore[attr-defined]
             self.calls += len(prompts)
+        return self._answer(prompts)
+
+    def _answer(self, prompts: list[str]) -> LLMResult:
         generations = [
             [Generation(text=f"completed {p}", generation_info=self.info)] for p in prompts
         ]
@@ -107,15 +110,7 @@ class LlmOutputLLM(CountingLLM):
     Each prompt costs 7 input tokens per word and 3 output tokens.
     """
 
-    def _generate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        with self._lock:  # type: ignore[attr-defined]
-            self.calls += len(prompts)
+    def _answer(self, prompts: list[str]) -> LLMResult:
         tin = sum(7 * len(p.split()) for p in prompts)
         usage = {"prompt_tokens": tin, "completion_tokens": 3 * len(prompts)}
         return LLMResult(
