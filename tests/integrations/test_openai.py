@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gencache import InMemoryCache
 from tests.conftest import Factory
+from tests.integrations.conftest import OPENAI_TEST_ARGS
 
 
 class Forecast(BaseModel):
@@ -104,28 +105,13 @@ def openai() -> FakeOpenAI:
 
 
 @pytest.fixture
-def model_for(openai: FakeOpenAI) -> Iterator[Any]:
+def model_for(openai: FakeOpenAI, mock_http: Any) -> Callable[[Any], ChatOpenAI]:
     """Build a ``ChatOpenAI`` on a cache, whose sync and async clients hit ``openai``."""
-    clients: list[httpx.Client | httpx.AsyncClient] = []
 
     def make(cache: Any) -> ChatOpenAI:
-        sync = httpx.Client(transport=httpx.MockTransport(openai))
-        async_ = httpx.AsyncClient(transport=httpx.MockTransport(openai))
-        clients.extend([sync, async_])
-        return ChatOpenAI(
-            model="gpt-4o-mini",
-            api_key="sk-test",  # type: ignore[arg-type]  # pydantic coerces it to SecretStr
-            base_url="https://api.openai.test/v1",
-            http_client=sync,
-            http_async_client=async_,
-            max_retries=0,
-            cache=cache,
-        )
+        return ChatOpenAI(model="gpt-4o-mini", cache=cache, **OPENAI_TEST_ARGS, **mock_http(openai))
 
-    yield make
-    for client in clients:
-        if isinstance(client, httpx.Client):
-            client.close()
+    return make
 
 
 def _cache(make_cache: Factory) -> Any:

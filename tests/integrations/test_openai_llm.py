@@ -8,7 +8,7 @@ LangChain writes the cache), so what a hit saved counts those tokens, on every b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from langchain_openai import OpenAI
 
 from tests.conftest import Factory
+from tests.integrations.conftest import OPENAI_TEST_ARGS
 
 
 @dataclass
@@ -58,27 +59,13 @@ def endpoint() -> FakeCompletions:
 
 
 @pytest.fixture
-def llm_for(endpoint: FakeCompletions) -> Iterator[Any]:
-    clients: list[httpx.Client | httpx.AsyncClient] = []
-
+def llm_for(endpoint: FakeCompletions, mock_http: Any) -> Callable[[Any], OpenAI]:
     def make(cache: Any) -> OpenAI:
-        sync = httpx.Client(transport=httpx.MockTransport(endpoint))
-        async_ = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
-        clients.extend([sync, async_])
         return OpenAI(
-            model="gpt-3.5-turbo-instruct",
-            api_key="sk-test",  # type: ignore[arg-type]  # pydantic coerces it to SecretStr
-            base_url="https://api.openai.test/v1",
-            http_client=sync,
-            http_async_client=async_,
-            max_retries=0,
-            cache=cache,
+            model="gpt-3.5-turbo-instruct", cache=cache, **OPENAI_TEST_ARGS, **mock_http(endpoint)
         )
 
-    yield make
-    for client in clients:
-        if isinstance(client, httpx.Client):
-            client.close()
+    return make
 
 
 def test_completion_model_hits_save_its_llm_output_tokens(
