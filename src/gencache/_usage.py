@@ -102,8 +102,6 @@ def note_end(response: object, run_id: object) -> None:
     """
     llm_output = getattr(response, "llm_output", None)
     generations = getattr(response, "generations", None)
-    with _lock:
-        size = _batch_sizes.pop(run_id, 1)
     if not isinstance(llm_output, Mapping) or not isinstance(generations, list):
         return
     if len(generations) != 1 or not isinstance(generations[0], list) or not generations[0]:
@@ -117,6 +115,10 @@ def note_end(response: object, run_id: object) -> None:
     if not isinstance(usage, Mapping):
         return
     if usage:
+        # Only now: a chat model's run (every chat call ends here) takes no lock. The
+        # batch size of a run that was not noted stays until the bound drops it.
+        with _lock:
+            size = _batch_sizes.pop(run_id, 1)
         tin, tout = usage_counts(usage)
         _open.share, _open.left = (tin // size, tout // size), size - 1
         tin, tout = tin - tin // size * (size - 1), tout - tout // size * (size - 1)
