@@ -15,10 +15,10 @@ from typing import Any
 from langchain_core.outputs import Generation
 
 from gencache._control import Options, current_options
-from gencache._flight import owner_of_this_call
 from gencache._index import Key
 from gencache._keys import check_key
 from gencache._memory_state import MemoryState
+from gencache._runs import owner_of_this_call
 
 __all__ = ["MemoryFlight"]
 

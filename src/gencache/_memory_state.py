@@ -24,7 +24,7 @@ from gencache._admission import check_admit
 from gencache._cache import CacheOptions, GenCache, check_options
 from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, Options
-from gencache._flight import RUN_STARTED, SingleFlight, watch_runs
+from gencache._flight import SingleFlight
 from gencache._index import (
     GENERATIONS,
     LLM_STRING,
@@ -39,6 +39,7 @@ from gencache._index import (
 )
 from gencache._log import RateLimitedLog
 from gencache._policies import Order, Policy, check_maxsize, new_order
+from gencache._runs import RUN_STARTED, watch_runs
 from gencache._ttl import Deadlines, Timer, check_seconds, check_timer, check_ttl, default_timer
 from gencache._usage import NOTED, usage_of
 from gencache.stats import GIL_ENABLED, Counter
@@ -80,6 +81,7 @@ class MemoryState(GenCache):
         "_bypassed",
         "_canonical",
         "_cells",
+        "_claim",
         "_cleared",
         "_coalesced",
         "_deadlines",
@@ -89,6 +91,7 @@ class MemoryState(GenCache):
         "_hit_log",
         "_hits",
         "_inserted",
+        "_land_now",
         "_last_llm_string",
         "_llm_tokens",
         "_lock_free_hits",
@@ -174,8 +177,10 @@ class MemoryState(GenCache):
         # update() takes its one-frame path when the options in force are these: DEFAULT,
         # or never when an admission hook must see every answer. One identity test
         # covers both.
-        plain = self._admit is None and self._flight is None
+        plain = self._admit is None
         self._plain_options: object = DEFAULT if plain else _NEVER
+        # ... which lands the key's flight after its write, with single-flight.
+        self._land_now = None if self._flight is None else self._flight.flights.land
         self._shared_llm_strings: dict[str, str] = {}
         self._last_llm_string = ""
         # A hit may skip the lock only if it neither moves the slot nor must check expiry.
@@ -184,6 +189,10 @@ class MemoryState(GenCache):
         )
         # Misses take no lock either, unless single-flight must see them.
         self._lock_free_misses = GIL_ENABLED and self._flight is None
+        # ... and with single-flight, an uncontended one claims its flight without a lock.
+        self._claim = (
+            self._flight.flights.claim if GIL_ENABLED and self._flight is not None else None
+        )
         self._hits = Counter()
         self._misses = Counter()
         self._bypassed = Counter()

@@ -45,16 +45,12 @@ from gencache._cache import (
 )
 from gencache._control import Options, current_options
 from gencache._explain import Explanation, explain_store
-from gencache._flight import (
-    Leases,
-    SingleFlight,
-    owner_of_this_call,
-    watch_runs,
-)
+from gencache._flight import Leases, SingleFlight
 from gencache._keys import canonical_prompt, check_key, digest
 from gencache._log import RateLimitedLog
 from gencache._protocol import Entry, FrontLayer, Key, Store
 from gencache._reads import Reads
+from gencache._runs import owner_of_this_call, watch_runs
 from gencache._savings import SavingsStore
 from gencache._ttl import Timer, check_seconds
 from gencache._writes import ErrorPolicy, Writes
@@ -213,7 +209,7 @@ class StoreCache(GenCache):
         if hit is not None:
             return hit
         flight = self._flight if opts.write else None
-        owner: Hashable = ("thread", threading.get_ident())
+        owner: Hashable = threading.get_ident()
         if flight is not None and (other := flight.waiting(key.digest, owner)) is not None:
             self._fill(key, token, None, None)  # someone is paying already: wait for it
             return self._shared(key, flight.wait(other), other.seconds, False)
@@ -316,7 +312,7 @@ class StoreCache(GenCache):
         key = self._key(prompt, llm_string, opts.scope)
         value = check_generations(return_val)
         try:
-            write = self._writes.prepare(key, value, opts, ("thread", threading.get_ident()))
+            write = self._writes.prepare(key, value, opts, threading.get_ident())
             if write is None:
                 return
             try:

@@ -17,9 +17,9 @@ from gencache._accounting import Accountant
 from gencache._admission import Admit
 from gencache._control import Options
 from gencache._document import document
-from gencache._flight import provider_seconds
 from gencache._log import RateLimitedLog
 from gencache._protocol import Key
+from gencache._runs import provider_seconds
 from gencache._ttl import Timer
 from gencache.errors import BackendError
 from gencache.stats import Counter

@@ -52,7 +52,7 @@ from langchain_core.outputs import Generation
 
 from gencache._cache import GenCache
 from gencache._control import Control, control
-from gencache._flight import owner_of_this_call
+from gencache._runs import owner_of_this_call
 
 __all__ = ["LLM_STRING", "SCOPE_PREFIX", "NodeCache"]
 

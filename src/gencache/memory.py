@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable, Sequence
+from threading import get_ident
 from typing import Any
 
 from langchain_core.outputs import Generation
@@ -11,7 +11,6 @@ from langchain_core.outputs import Generation
 from gencache._cache import GENERATION_TYPES, check_generations, check_scope
 from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, Options, current_options
-from gencache._flight import RUN_STARTED
 from gencache._index import (
     GENERATIONS,
     KEY,
@@ -28,6 +27,7 @@ from gencache._memory_flight import MemoryFlight
 from gencache._memory_report import MemoryReport
 from gencache._memory_state import HIT_LOG
 from gencache._policies import Policy
+from gencache._runs import RUN_STARTED
 from gencache._usage import NOTED
 
 __all__ = ["InMemoryCache"]
@@ -149,9 +149,16 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 # Only a JSON list can be a chat prompt (see canonical_prompt): a one-char
                 # slice is a cached object, cheaper than the call for every other prompt.
                 key = canonical_prompt(prompt) if self._canonical and prompt[:1] == "[" else prompt
-                if key is prompt and self._lock_free_misses:
-                    next(self._misses)  # nothing to expire or refresh: no lock needed
-                    return None
+                if key is prompt:
+                    if self._lock_free_misses:
+                        next(self._misses)  # nothing to expire or refresh: no lock needed
+                        return None
+                    # Single-flight: an uncontended miss claims the key's flight without
+                    # a lock (see gencache._flights); a claim taken already goes below.
+                    claim = self._claim
+                    if claim is not None and claim((key, llm_string), get_ident()):
+                        next(self._misses)
+                        return None
                 # absent: the prompt is its own key and has no cell, so nothing is stored
                 # for it (a read under the lock would find what this one just found).
                 return self._lookup_slow(prompt, llm_string, opts, key, absent=key is prompt)
@@ -177,7 +184,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         flight = self._flight if opts.write else None
         if flight is None:
             return self._find(key, llm_string, opts, count_miss=True)
-        owner: Hashable = ("thread", threading.get_ident())
+        owner: Hashable = get_ident()
         # Flights are this process's only: the index key and llm_string identify the entry
         # exactly, at the cost of a tuple (a digest would cost a SHA-256 per miss and write).
         flight_key = (key, llm_string)
@@ -278,6 +285,8 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 self._note_tokens(slot, value)
         finally:
             self._token.append(True)
+            if (land := self._land_now) is not None:  # single-flight: wake the waiters
+                land((key, llm_string), value)
 
     def _update_slow(
         self, prompt: str, llm_string: str, value: list[Generation], opts: Options

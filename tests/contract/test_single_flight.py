@@ -21,7 +21,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
 from gencache import control
-from gencache._flight import Flight
+from gencache._flights import Flight
 from tests.chat_models import CountingChatModel, ProviderError
 from tests.conftest import Factory
 from tests.helpers import gens
