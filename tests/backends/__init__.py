@@ -23,6 +23,9 @@ class Backend:
     name: str
     make: Factory
     features: frozenset[str] = field(default_factory=frozenset)
+    #: Another cache over the same storage as the one given (what a second process
+    #: opens), for the backends that share it ("shared" in ``features``).
+    reopen: Callable[[GenCache], GenCache] | None = None
 
 
 _MODULES = ["memory", "sqlite", "redis"]

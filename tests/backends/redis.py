@@ -160,4 +160,9 @@ def _make(**options: Any) -> GenCache:
     return RedisCache(shared_server().url, namespace=f"test-{uuid.uuid4().hex}", **options)
 
 
-BACKEND = Backend("redis", _make, frozenset({"ttl", "server_ttl"}))
+def _reopen(cache: GenCache) -> GenCache:
+    assert isinstance(cache, RedisCache)
+    return RedisCache(shared_server().url, namespace=cache.namespace)
+
+
+BACKEND = Backend("redis", _make, frozenset({"ttl", "server_ttl", "shared"}), _reopen)

@@ -20,4 +20,11 @@ def _make(**options: Any) -> GenCache:
     return SQLiteCache(Path(tempfile.mkdtemp(dir=_ROOT)) / "cache.sqlite3", **options)
 
 
-BACKEND = Backend("sqlite", _make, frozenset({"maxsize", "policy", "ttl", "timer"}))
+def _reopen(cache: GenCache) -> GenCache:
+    assert isinstance(cache, SQLiteCache)
+    return SQLiteCache(cache.path)
+
+
+BACKEND = Backend(
+    "sqlite", _make, frozenset({"maxsize", "policy", "ttl", "timer", "shared"}), _reopen
+)

@@ -9,8 +9,9 @@ from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from gencache import Savings
+from tests.backends import Backend
 from tests.chat_models import CountingChatModel
-from tests.conftest import Factory
+from tests.conftest import Factory, backends_with
 
 
 def test_hits_save_calls_tokens_and_seconds(make_cache: Factory) -> None:
@@ -115,3 +116,19 @@ def test_savings_are_kept_for_every_process_that_uses_the_store(make_cache: Fact
     assert stored["counting-model"].calls == 3
     assert stored["counting-model"].input_tokens == 300
     assert stored["counting-model"].money == pytest.approx(3 * (100 + 80) / 1e6)
+
+
+@pytest.mark.parametrize("backend", backends_with("shared"))
+def test_close_writes_the_batched_savings(backend: Backend) -> None:
+    # Savings are batched (256 hits or a second); close() writes them, rather than leaving
+    # them to an exit hook that finds the connection closed or the server gone.
+    cache = backend.make()
+    model = CountingChatModel(cache=cache, delay=0.0)
+    for _ in range(3):
+        model.invoke("q")
+    close = getattr(cache, "close")  # noqa: B009 - every shared backend has one
+    close()
+    assert backend.reopen is not None
+    other = backend.reopen(cache)  # what another process sees
+    assert other.stored_savings()["counting-model"].calls == 2
+    other.clear()

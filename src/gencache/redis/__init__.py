@@ -267,16 +267,20 @@ class RedisCache(StoreCache):
         )
 
     def close(self) -> None:
-        """Stop the near cache and close the connections built from a URL. Idempotent.
+        """Write pending savings, stop the near cache and close the connections built
+        from a URL. Idempotent.
 
         The cache stays usable: it reconnects on the next call, without near cache.
         """
+        self.flush()  # else they are written at exit, through a connection made again
         if self._near is not None:
             self._near.close()
         if self._lane is not None:
             self._lane.close()
         if self._url is not None:
             self._client.close()
+            # The client was given our pool, so its close() leaves the pool's sockets open.
+            self._client.connection_pool.disconnect()
         self._aclients.clear()
 
     async def aclose(self) -> None:

@@ -235,11 +235,12 @@ class SQLiteCache(StoreCache):
         return self._policy
 
     def close(self) -> None:
-        """Write pending LRU hits and close every thread's connection.
+        """Write pending LRU hits and savings, and close every thread's connection.
 
         The cache stays usable (it reopens). Call it when no other thread is inside a call
         on this cache: such a call would fail (a miss unless strict).
         """
+        self.flush()
         self._sqlite.flush()
         self._conns.close()
 
