@@ -334,6 +334,63 @@ class CachedChatModel(BaseChatModel):
             )
         return await self.model._agenerate(messages, stop=stop, **kwargs)
 
+    @override
+    def _generate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        view = self._streamed_view(False, run_manager, stop, kwargs)
+        if view is None:
+            return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+        return BaseChatModel._generate_with_cache(view, messages, stop, run_manager, **kwargs)
+
+    @override
+    async def _agenerate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        view = self._streamed_view(True, run_manager, stop, kwargs)
+        if view is None:
+            return await super()._agenerate_with_cache(messages, stop, run_manager, **kwargs)
+        return await BaseChatModel._agenerate_with_cache(
+            view, messages, stop, run_manager, **kwargs
+        )
+
+    def _streamed_view(
+        self,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> CachedChatModel | None:
+        """The copy that answers an ``invoke`` LangChain streams (``None``: not streamed).
+
+        ``invoke`` streams when a handler asks for tokens (LangGraph's
+        ``stream_mode="messages"``, ``astream_events``): then the stream's cache path
+        answers it, so a hit replays the stored chunks as tokens and a miss stores its
+        chunks, and LangChain's own lookup and update are turned off for that call.
+        """
+        if self._stream_cache is not None or not self._should_stream(
+            async_api=async_api, run_manager=run_manager, stop=stop, **kwargs
+        ):
+            return None
+        if self._should_use_protocol_streaming(
+            async_api=async_api, run_manager=run_manager, **kwargs
+        ):
+            return None  # LangChain's v2 event protocol: its own cache path, as before
+        cache = self._resolve_cache()
+        if cache is None:
+            return None
+        view = self.model_copy(update={"cache": False})
+        view._stream_cache = cache
+        return view
+
     # -- streams -------------------------------------------------------------------------
 
     @override

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -826,7 +827,8 @@ class StreamingOpenAI:
         assert request.url.path.endswith("/chat/completions"), request.url
         body = json.loads(request.content)
         self.requests.append(body)
-        tools = body.get("tools")
+        # A tool's result is answered in words (as a model does): an agent loop ends.
+        tools = body.get("tools") if body["messages"][-1]["role"] != "tool" else None
         answer = CITY_JSON if body.get("response_format") else ANSWER
         if not body.get("stream"):
             return httpx.Response(200, json=self._completion(tools, answer))
@@ -937,6 +939,42 @@ def chat_openai(openai: StreamingOpenAI) -> Iterator[Any]:
 def get_weather(city: str) -> str:
     """Get the weather in a city."""
     return f"Sunny in {city}"
+
+
+def test_an_agent_on_the_cached_model_runs_from_the_cache_the_second_time(
+    make_cache: Factory, openai: StreamingOpenAI, chat_openai: Any
+) -> None:
+    # LangGraph's prebuilt ReAct agent: a tool call, the tool's result, the answer. Its
+    # second run asks the provider nothing, whether invoked or streamed token by token.
+    from langgraph.prebuilt import create_react_agent
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # moved to langchain.agents
+        agent = create_react_agent(cached(chat_openai(), cache=make_cache()), [get_weather])
+    question = {"messages": [("user", "Weather in Paris?")]}
+    first = agent.invoke(question)
+    assert len(openai.requests) == 2  # the tool call, then the answer
+    assert first["messages"][2].content == "Sunny in Paris"  # the tool ran
+    second = agent.invoke(question)
+    assert len(openai.requests) == 2
+    assert [m.content for m in second["messages"]] == [m.content for m in first["messages"]]
+    assert second["messages"][1].tool_calls[0]["args"] == {"city": "Paris"}
+    # Streamed the first time too: the second stream replays the provider's pieces.
+    streamed = [
+        _agent_tokens(agent, {"messages": [("user", f"Weather in Rome? {n}")]}) for n in (1, 1)
+    ]
+    assert len(openai.requests) == 4
+    assert streamed[0] == streamed[1]
+    assert len([t for t in streamed[1] if t]) == 3  # the provider's three pieces
+    assert "".join(streamed[1]) == ANSWER
+
+
+def _agent_tokens(agent: Any, question: dict[str, Any]) -> list[str]:
+    return [
+        chunk.content
+        for chunk, meta in agent.stream(question, stream_mode="messages")
+        if meta["langgraph_node"] == "agent" and isinstance(chunk.content, str)
+    ]
 
 
 @pytest.mark.parametrize("stream_usage", [False, True])
