@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import warnings
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -967,6 +967,29 @@ def test_an_agent_on_the_cached_model_runs_from_the_cache_the_second_time(
     assert streamed[0] == streamed[1]
     assert len([t for t in streamed[1] if t]) == 3  # the provider's three pieces
     assert "".join(streamed[1]) == ANSWER
+
+
+async def test_an_agent_streamed_async_replays_its_tokens_on_the_second_run(
+    make_cache: Factory, openai: StreamingOpenAI, chat_openai: Any
+) -> None:
+    from langgraph.prebuilt import create_react_agent
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        agent = create_react_agent(cached(chat_openai(), cache=make_cache()), [get_weather])
+    question = {"messages": [("user", "Weather in Paris?")]}
+    runs = []
+    for _ in range(2):
+        runs.append(
+            [
+                chunk.content
+                async for chunk, meta in agent.astream(question, stream_mode="messages")
+                if meta["langgraph_node"] == "agent" and isinstance(chunk.content, str)
+            ]
+        )
+    assert len(openai.requests) == 2  # the first run's two model calls only
+    assert runs[0] == runs[1]
+    assert len([t for t in runs[1] if t]) == 3
 
 
 def _agent_tokens(agent: Any, question: dict[str, Any]) -> list[str]:
