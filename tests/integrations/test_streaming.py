@@ -978,15 +978,14 @@ async def test_an_agent_streamed_async_replays_its_tokens_on_the_second_run(
         warnings.simplefilter("ignore", DeprecationWarning)
         agent = create_react_agent(cached(chat_openai(), cache=make_cache()), [get_weather])
     question = {"messages": [("user", "Weather in Paris?")]}
-    runs = []
+    runs: list[list[str]] = []
     for _ in range(2):
-        runs.append(
-            [
-                chunk.content
-                async for chunk, meta in agent.astream(question, stream_mode="messages")
-                if meta["langgraph_node"] == "agent" and isinstance(chunk.content, str)
-            ]
-        )
+        tokens: list[str] = []
+        events: AsyncIterator[Any] = agent.astream(question, stream_mode="messages")
+        async for chunk, meta in events:
+            if meta["langgraph_node"] == "agent" and isinstance(chunk.content, str):
+                tokens.append(chunk.content)
+        runs.append(tokens)
     assert len(openai.requests) == 2  # the first run's two model calls only
     assert runs[0] == runs[1]
     assert len([t for t in runs[1] if t]) == 3

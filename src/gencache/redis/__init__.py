@@ -280,7 +280,9 @@ class RedisCache(StoreCache):
         if self._url is not None:
             self._client.close()
             # The client was given our pool, so its close() leaves the pool's sockets open.
-            self._client.connection_pool.disconnect()
+            pool = getattr(self._client, "connection_pool", None)  # a cluster has none
+            if pool is not None:
+                pool.disconnect()
         self._aclients.clear()
 
     async def aclose(self) -> None:
