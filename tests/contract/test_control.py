@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableConfig, RunnableParallel
 
 from gencache import GenCache, complete_only, control
 from tests.chat_models import CountingChatModel
@@ -330,6 +332,39 @@ def test_scope_reaches_batch_worker_threads(make_cache: Factory) -> None:
     with control(scope="a"):
         model.batch(_prompts())  # type: ignore[arg-type]
     assert model.calls == 16
+
+
+def test_scope_and_read_reach_the_branches_of_a_chain_run_with_a_runnable_config(
+    make_cache: Factory,
+) -> None:
+    # A prompt template feeding two models in parallel (RunnableParallel runs its branches
+    # in worker threads, with max_concurrency from the RunnableConfig): the options of the
+    # enclosing control() reach both branches, sync and batched.
+    cache = make_cache()
+    left = CountingChatModel(cache=cache, delay=0.0)
+    right = CountingChatModel(cache=cache, delay=0.0, model_name="other-model")  # own entries
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | RunnableParallel(
+        left=left, right=right
+    )
+    config: RunnableConfig = {"tags": ["t"], "max_concurrency": 2}
+
+    def calls() -> int:
+        return left.calls + right.calls
+
+    with control(scope="tenant-a"):
+        chain.invoke({"q": "x"}, config=config)
+        chain.batch([{"q": "y"}, {"q": "z"}], config=config)
+    assert calls() == 6
+    chain.invoke({"q": "x"}, config=config)  # outside the scope: its entries are not seen
+    assert calls() == 8
+    with control(scope="tenant-a"):
+        out = chain.invoke({"q": "x"}, config=config)
+        chain.batch([{"q": "y"}, {"q": "z"}], config=config)
+        assert calls() == 8  # every branch hit, in the tenant's scope
+        with control(read=False):
+            chain.batch([{"q": "y"}, {"q": "z"}], config=config)
+    assert calls() == 12  # read=False reached the worker threads: each branch paid
+    assert out["left"].content == out["right"].content == "answer to x"
 
 
 def test_write_false_reaches_batch_worker_threads(make_cache: Factory) -> None:
