@@ -25,6 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from typing import Protocol
 
 from langchain_core.outputs import Generation
@@ -34,6 +35,7 @@ from gencache._log import RateLimitedLog
 from gencache._protocol import Key
 
 __all__ = [
+    "STREAM_LOOKUP",
     "HeldLeases",
     "Leases",
     "SingleFlight",
@@ -43,12 +45,21 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
+#: Set while a cached stream looks its key up: LangChain runs each step of a chain's
+#: ``astream`` in a task of its own, so the task that claims a stream's flight ends after
+#: the first chunk; the stream itself lands or releases its flight (gencache._stream_entry).
+STREAM_LOOKUP: ContextVar[bool] = ContextVar("gencache_stream_lookup", default=False)
+
+
 def watch_task(flights: Flights, owner: Hashable) -> None:
-    """Fail ``owner``'s flights when its task finishes (only for tasks)."""
-    if type(owner) is not tuple:  # a thread
+    """Fail ``owner``'s flights when its task finishes (only for tasks).
+
+    Once per task and ``flights``: a long-lived task that misses often adds one callback.
+    """
+    if type(owner) is not tuple or STREAM_LOOKUP.get():  # a thread, or a stream's lookup
         return
     task = asyncio.current_task()
-    if task is not None:
+    if task is not None and flights.watch(task):
         task.add_done_callback(lambda _t: flights.fail_owner(owner))
 
 

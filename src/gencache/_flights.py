@@ -6,7 +6,7 @@ that answer (threads on an ``Event``, asyncio tasks on a ``Future`` of their own
 return it as a hit, instead of paying again.
 
 Most misses are never contended, so a claim is made as cheap as a dict operation: it puts a
-small *claim record* (a tuple: owner, start time) under the key with one atomic
+small *claim record* (a tuple: owner, start time, lineage) under the key with one atomic
 ``dict.setdefault`` and takes no lock. Only a waiter turns the record into a
 :class:`Flight` (with what waiting needs: an ``Event``, futures, the answer), under the
 flights' lock; the landing, which takes the same lock, finds either. Measured: an
@@ -14,11 +14,11 @@ uncontended memory miss + update costs ~0.5 µs with single-flight on, against ~
 when every miss built a ``Flight`` and took a ``threading.Lock`` twice (see
 docs/benchmarks.md).
 
-A thread or task that owns a flight and looks the key up again is not blocked by itself:
-the claim is remembered in the claimer's context (:func:`owns`), so a call made inside the
-owner's provider call, in a copy of its context (a nested task, a thread started with the
-context), is not blocked either; callers that started before the claim (batch workers,
-gathered tasks) are.
+A thread or task that owns a flight and looks the key up again is not blocked by itself,
+nor is a call made inside the owner's provider call in a copy of its context (a nested
+task, a thread started with the context): see :func:`owns`, and its note on the copies
+made before a claim. Callers that claim under lineages of their own (batch workers,
+gathered tasks) wait.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ import asyncio
 import contextlib
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from types import TracebackType
+from typing import Any
 
 from langchain_core.outputs import Generation
 
@@ -204,7 +206,8 @@ def _started(record: Record) -> float:
 class Flights:
     """The flights of one cache, keyed by entry digest (memory: by index key and llm_string).
 
-    Thread-safe; O(1) per call (amortised: abandoned flights are swept in batches).
+    Thread-safe; O(1) per claim, join and landing (amortised: abandoned flights are swept
+    in batches); :meth:`fail_owner` and :meth:`clear` are O(flights in the air).
     Bounded: a flight its owner never lands (a lookup with no update after it) is
     abandoned after the timeout and swept once the flights in the air have doubled.
 
@@ -218,7 +221,15 @@ class Flights:
         #: Guards the flights, except :meth:`claim`'s one atomic insert.
         self.lock = Token()
         self._sweep_at = _SWEEP_MIN
+        self._watched: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         listen_for_failures(self)
+
+    def watch(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task`` is new to these flights (then it is remembered, weakly)."""
+        if task in self._watched:
+            return False
+        self._watched.add(task)
+        return True
 
     def __len__(self) -> int:
         """The flights kept: in the air, or abandoned and not swept yet."""
@@ -249,12 +260,21 @@ class Flights:
         caller starts a new one.
         """
         with self.lock:
-            record = self._flights.get(key)
+            flights = self._flights
+            record = flights.get(key)
             if record is not None and time.monotonic() - _started(record) < self.timeout:
                 flight = self._flight(key, record)
                 return flight, owns(flight, owner), False
-            flight = self._flights[key] = Flight(owner, lineage(owner))
-            if len(self._flights) > self._sweep_at:
+            flight = Flight(owner, lineage(owner))
+            if record is None:
+                # setdefault, not an assignment: a lock-free claim may have come in since.
+                record = flights.setdefault(key, flight)
+                if record is not flight:
+                    other = self._flight(key, record)
+                    return other, owns(other, owner), False
+            else:  # abandoned: replaced (claims never overwrite a record)
+                flights[key] = flight
+            if len(flights) > self._sweep_at:
                 self._sweep(flight.started)
         return flight, True, True
 

@@ -52,8 +52,9 @@ def provider_seconds() -> float | None:
 def owner_of_this_call() -> Hashable:
     """Who is calling: the running asyncio task (a tuple), else this thread (its ident).
 
-    The two kinds never compare equal: an ``int`` for a thread (what a synchronous cache
-    call uses, as it costs one C call), ``("task", id(task))`` for a task.
+    The two kinds never compare equal: an ``int`` for a thread, ``("task", id(task))``
+    for a task. Synchronous cache calls always use the thread's ident (one C call), even
+    inside a task; the failure report above covers both.
     """
     try:
         task = asyncio.current_task()
@@ -92,10 +93,16 @@ class _RunWatcher(BaseCallbackHandler):
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         owner = owner_of_this_call()
+        # A synchronous cache call made inside a task (``model.invoke`` in an ``async
+        # def``, a notebook cell) claimed under this thread's ident: fail those too. At
+        # worst that releases other such calls of this event loop's thread early, and
+        # their waiters pay for themselves, rather than waiting out flight_timeout.
+        owners = (owner,) if type(owner) is not tuple else (owner, threading.get_ident())
         with _lock:
             listeners = list(_listeners)
         for listener in listeners:
-            listener.fail_owner(owner)
+            for who in owners:
+                listener.fail_owner(who)
 
 
 # The default is the handler itself, on purpose: LangChain adds a hook's handler to a run

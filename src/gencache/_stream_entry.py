@@ -42,6 +42,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generati
 from langchain_core.utils.utils import LC_ID_PREFIX
 
 from gencache._cache import GenCache
+from gencache._flight import STREAM_LOOKUP
 
 __all__ = [
     "STREAM_INFO_KEY",
@@ -138,7 +139,12 @@ async def astream_through(
     delay: float,
 ) -> AsyncGenerator[ChatGenerationChunk, None]:
     """Async :func:`stream_through`, in the iterating task; a single-flight waiter awaits."""
-    found = await cache.alookup(prompt, llm_string)
+    # The stream lands or releases its own flight: the task of this lookup may end first.
+    marked = STREAM_LOOKUP.set(True)
+    try:
+        found = await cache.alookup(prompt, llm_string)
+    finally:
+        STREAM_LOOKUP.reset(marked)
     replayed = _replay(found) if isinstance(found, list) else None
     if replayed is None:
         # aclosing: closing this stream closes the recorder (and the provider's stream)

@@ -104,12 +104,14 @@ class CachedChatModel(BaseChatModel):
     """A chat model that answers from a cache, streams included; build it with :func:`cached`.
 
     Non-streaming calls (``invoke``, ``ainvoke``, ``batch``, ``generate``) take
-    LangChain's own cache path with the wrapped model's key. ``stream`` and ``astream``
-    look the same key up first: a hit replays the stored chunks (``on_llm_new_token``
-    fires per chunk, ``astream_events`` shows them, the message ids are the new run's
-    unless the provider set them); a miss passes the provider's chunks through as they
-    come and stores them only once the provider's stream is exhausted, so a stream that
-    raises, or that the consumer closes or abandons before the end, stores nothing.
+    LangChain's own cache path with the wrapped model's key, except those LangChain
+    streams (a handler asks for tokens: LangGraph's ``stream_mode="messages"``), which
+    take the streams' path. ``stream`` and ``astream`` look the same key up first: a hit
+    replays the stored chunks (``on_llm_new_token`` fires per chunk, ``astream_events``
+    shows them, the message ids are the new run's unless the provider set them); a miss
+    passes the provider's chunks through as they come and stores them only once the
+    provider's stream is exhausted, so a stream that raises, or that the consumer closes
+    or abandons before the end, stores nothing.
     Hits are never rate-limited: the wrapped model's ``rate_limiter`` applies to misses.
 
     ``bind_tools``, ``with_structured_output``, ``with_config``, LCEL and agents work
@@ -138,10 +140,11 @@ class CachedChatModel(BaseChatModel):
     model: BaseChatModel
     replay_delay: float = 0.0
 
-    # Set only on the per-stream copy made by stream()/astream(): the cache that this
-    # copy's _stream/_astream read and write. On the shared instance it stays None, so
-    # LangChain's own streaming inside invoke() passes chunks through uncached (its
-    # cache path has already looked the key up and will store the result itself).
+    # Set only on the per-stream copy made by stream()/astream() or for an invoke that
+    # LangChain streams (_streamed_view): the cache that this copy's _stream/_astream
+    # read and write. On the shared instance it stays None: its _stream passes chunks
+    # through uncached (for LangChain's v2 protocol streaming, whose cache path has
+    # looked the key up already and stores the result itself).
     _stream_cache: BaseCache | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -387,7 +390,9 @@ class CachedChatModel(BaseChatModel):
         cache = self._resolve_cache()
         if cache is None:
             return None
-        view = self.model_copy(update={"cache": False})
+        # No cache and no rate limiter on the copy: LangChain would apply its own limiter
+        # before the lookup; misses are limited by the wrapped model's (_provider_stream).
+        view = self.model_copy(update={"cache": False, "rate_limiter": None})
         view._stream_cache = cache
         return view
 

@@ -159,9 +159,11 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                     if claim is not None and claim((key, llm_string), get_ident()):
                         next(self._misses)
                         return None
-                # absent: the prompt is its own key and has no cell, so nothing is stored
-                # for it (a read under the lock would find what this one just found).
-                return self._lookup_slow(prompt, llm_string, opts, key, absent=key is prompt)
+                # absent: the prompt is its own key and had no cell, so nothing is stored
+                # for it (a read under the lock would find what this one just found),
+                # unless a claim failed above: the owner may have stored it since.
+                absent = key is prompt and self._flight is None
+                return self._lookup_slow(prompt, llm_string, opts, key, absent=absent)
         return self._lookup_slow(prompt, llm_string, opts, None)
 
     def _lookup_slow(

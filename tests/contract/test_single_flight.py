@@ -19,6 +19,7 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
+from pydantic import PrivateAttr
 
 from gencache import control
 from gencache._flights import Flight
@@ -151,6 +152,41 @@ def test_a_thread_owner_failure_releases_waiters(make_cache: Factory) -> None:
     stats = cache.stats()
     assert stats.coalesced == 0  # nobody was answered by the failed call
     assert time.monotonic() - start < 30  # released at once, not after flight_timeout
+
+
+class SignallingFailingModel(WaitingFailingModel):
+    """A :class:`WaitingFailingModel` that tells, once its first call has begun."""
+
+    _calling: threading.Event = PrivateAttr(default_factory=threading.Event)
+
+    def _answer(self, messages: list[BaseMessage], number: int) -> ChatResult:
+        if number == 1:
+            self._calling.set()
+        return super()._answer(messages, number)
+
+
+async def test_a_sync_owner_inside_a_task_that_fails_releases_its_waiters(
+    make_cache: Factory,
+) -> None:
+    # model.invoke() inside an async def (or a notebook cell): the cache call is
+    # synchronous, the LangChain run that fails is seen from the task.
+    cache = make_cache(single_flight=True, flight_timeout=60)
+    model = SignallingFailingModel(cache=cache, delay=0.0, fail_first=1, waiters=1)
+    answers: list[str] = []
+
+    def waiter() -> None:
+        assert model._calling.wait(60)
+        answers.append(str(model.invoke("same").content))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    start = time.monotonic()
+    with pytest.raises(ProviderError):
+        model.invoke("same")  # blocks this task's event loop, as such code does
+    await asyncio.to_thread(thread.join, 90)
+    assert answers == ["answer to same"]
+    assert model.calls == 2  # the failed owner, then the released waiter
+    assert time.monotonic() - start < 30  # released at the failure, not at flight_timeout
 
 
 def test_the_owner_asking_again_is_not_blocked_by_itself(make_cache: Factory) -> None:

@@ -489,6 +489,20 @@ async def test_hits_are_not_rate_limited(make_cache: Factory) -> None:
     assert limiter.acquired == 2
 
 
+def test_a_rate_limiter_on_the_wrapper_never_holds_up_a_streamed_invoke_hit(
+    make_cache: Factory,
+) -> None:
+    limiter = CountingLimiter()
+    model = CachedChatModel(model=fake(Answers()), cache=make_cache(), rate_limiter=limiter)
+    tokens = Tokens()
+    # stream=True: LangChain streams the invoke (as it does for LangGraph's messages mode).
+    model.invoke("q", config={"callbacks": [tokens]}, stream=True)  # a miss
+    model.invoke("q", config={"callbacks": [tokens]}, stream=True)  # a hit, as tokens
+    assert limiter.acquired == 0  # the copy that streams carries no limiter of its own
+    assert "".join(str(t) for t in tokens.tokens) == ANSWER * 2
+    assert len(tokens.tokens) > 4  # token by token, both times
+
+
 def test_control_applies_to_streams(make_cache: Factory) -> None:
     cache = make_cache()
     answers = Answers()
@@ -684,6 +698,23 @@ async def test_concurrent_identical_astreams_make_one_provider_stream(
         same(results[0], chunks)
     assert cache.stats().coalesced == 7
     assert ticks > 5  # the loop ran on while seven tasks waited for the owner's stream
+
+
+async def test_concurrent_identical_astreams_in_a_chain_make_one_provider_stream(
+    make_cache: Factory,
+) -> None:
+    # A chain's astream runs each step of the stream in a task of its own, so the task
+    # that looks the key up ends after the first chunk: that must not fail the flight.
+    cache = make_cache(single_flight=True, flight_timeout=FLIGHT_TIMEOUT)
+    provider = SlowStream(messages=Answers())
+    chain = RunnableLambda(lambda q: q) | cached(provider, cache=cache)
+
+    async def consume() -> str:
+        return "".join([str(c.content) async for c in chain.astream("q")])
+
+    results = await asyncio.gather(*(consume() for _ in range(4)))
+    assert provider.streams == 1
+    assert results == [ANSWER] * 4
 
 
 def test_invoke_and_stream_of_one_request_coalesce(make_cache: Factory) -> None:
