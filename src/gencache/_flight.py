@@ -21,6 +21,7 @@ itself. Waiting never blocks an event loop: async waiters await a future.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -186,6 +187,13 @@ class SingleFlight:
         flight, mine, new = self.flights.join(key.digest, owner)
         if not mine:
             return self.wait(flight), flight.seconds, False
+        if new and self.flights.recently_landed(key.digest):
+            # Our store read may have come just before the last owner's write landed.
+            with contextlib.suppress(Exception):  # a failed read: pay, as on any miss
+                value = read(key)
+                if value is not None:
+                    self.flights.land(key.digest, value)  # our own waiters get it too
+                    return value, None, True
         token = self._lease(key, flight) if new else None
         if token is None:
             return None, None, False
@@ -202,6 +210,12 @@ class SingleFlight:
             return await flight.await_(self.timeout, self.flights.lock), flight.seconds, False
         if not new:
             return None, None, False
+        if self.flights.recently_landed(key.digest):  # as in miss()
+            with contextlib.suppress(Exception):
+                value = await read(key)
+                if value is not None:
+                    self.flights.land(key.digest, value)
+                    return value, None, True
         watch_task(self.flights, owner)  # the task ends without an update: its flight fails
         if self._leases is None:
             return None, None, False

@@ -195,6 +195,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 _SWEEP_MIN = 1024  # flights kept before the first sweep of abandoned ones
+_LANDED_KEPT = 1024  # landing times kept (see Flights.recently_landed)
+_RECENT = 1.0  # seconds after a landing in which a new owner reads the store again
 
 Record = Flight | Claim
 
@@ -222,6 +224,10 @@ class Flights:
         self.lock = Token()
         self._sweep_at = _SWEEP_MIN
         self._watched: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        # When each key's last waited-for flight landed: a caller that read the store
+        # just before that landing's write, and joins just after it, re-reads instead of
+        # paying again (see recently_landed). Bounded; started over when full.
+        self._landed_at: dict[Hashable, float] = {}
         listen_for_failures(self)
 
     def watch(self, task: asyncio.Task[Any]) -> bool:
@@ -308,11 +314,24 @@ class Flights:
             record = self._flights.pop(key, None)
             if type(record) is Flight:
                 record.settle(value)
+                if value is not None:
+                    landed = self._landed_at
+                    if len(landed) >= _LANDED_KEPT:
+                        landed.clear()
+                    landed[key] = time.monotonic()
             else:
                 return  # a claim nobody waited for, or nothing
         finally:
             token.append(True)
         _after(record)
+
+    def recently_landed(self, key: Hashable) -> bool:
+        """Whether a flight of ``key`` landed with an answer in the last second. O(1).
+
+        The store may then hold an answer that a read made just before it missed.
+        """
+        landed = self._landed_at.get(key)
+        return landed is not None and time.monotonic() - landed < _RECENT
 
     def fail_owner(self, owner: Hashable) -> int:
         """Fail every flight ``owner`` owns; return how many. O(flights in the air)."""
@@ -333,6 +352,7 @@ class Flights:
         """Fail every flight (the cache was cleared: waiters call the provider)."""
         with self.lock:
             flights, self._flights = self._flights, {}
+            self._landed_at.clear()
             settled = [r for r in list(flights.values()) if type(r) is Flight]
             for flight in settled:
                 flight.settle(None)
