@@ -168,3 +168,19 @@ def test_claims_and_landings_race_without_losing_a_waiter() -> None:
     assert timed_out == 0
     assert waits > 0  # the race was run, not avoided
     assert len(flights) == 0
+
+
+def test_a_landing_that_was_waited_for_is_remembered_for_a_second() -> None:
+    flights = Flights(30.0)
+    assert flights.claim("alone", "owner")
+    flights.land("alone", ANSWER)
+    assert not flights.recently_landed("alone")  # nobody waited: nothing to re-read for
+    assert flights.claim("k", "owner")
+    assert flights.peek("k") is not None  # a waiter made it a Flight
+    flights.land("k", ANSWER)
+    assert flights.recently_landed("k")
+    flights.clear()
+    assert not flights.recently_landed("k")
+    flights.join("failed", "owner")
+    flights.land("failed", None)
+    assert not flights.recently_landed("failed")  # a failure left no answer to read
