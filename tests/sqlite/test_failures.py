@@ -128,12 +128,17 @@ async def test_async_calls_never_block_the_event_loop(
     writes = [asyncio.create_task(cache.aupdate(f"new{i}", L, gens("n"))) for i in range(4)]
     hits = await asyncio.gather(*(cache.alookup(f"p{i % 50}", L) for i in range(200)))
     assert hits == [gens(str(i % 50)) for i in range(200)]
-    await asyncio.sleep(0.3)
+    before = len(gaps)
+    await asyncio.sleep(0.5)
     assert not any(w.done() for w in writes)  # still waiting, in worker threads
+    ticked = len(gaps) - before
     other.execute("COMMIT")
     await asyncio.gather(*writes)
     done.set()
     await beat
-    assert len(gaps) > 30
-    assert max(gaps) < 0.25, max(gaps)
+    # The loop ran on while four writers waited for the lock. A writer that waited on
+    # the loop itself would have stopped it for busy_timeout (5 s): bounds far from both,
+    # so that a slow machine cannot fail them.
+    assert ticked >= 3, ticked
+    assert max(gaps) < 2.5, max(gaps)
     assert all([await cache.alookup(f"new{i}", L) == gens("n") for i in range(4)])
