@@ -28,17 +28,16 @@ import contextlib
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
-from types import TracebackType
 from typing import Any
 
 from langchain_core.outputs import Generation
 
 from gencache._runs import listen_for_failures
+from gencache._token import Token
 
-__all__ = ["Claim", "Flight", "Flights", "Lineage", "Token", "lineage", "owns"]
+__all__ = ["Claim", "Flight", "Flights", "Lineage", "lineage", "owns"]
 
 _FLYING, _LANDED, _FAILED = 0, 1, 2
 
@@ -78,44 +77,6 @@ def lineage(owner: Hashable) -> Lineage:
 
 #: An uncontended flight: ``(owner, started, lineage)``, as :meth:`Flights.claim` left it.
 Claim = tuple[Hashable, float, Lineage]
-
-
-class Token:
-    """A mutex for O(1) critical sections: a deque holding one token while it is free.
-
-    Taking it is a ``pop``, giving it back an ``append``: atomic C calls (on free-threaded
-    builds too), ~40 ns for the pair where ``with threading.Lock()`` costs ~230 ns on this
-    project's CI machine. A taker that finds it empty yields (``time.sleep(0)``) until the
-    token is back, which keeps ownership with running threads (no lock convoy; see
-    ``gencache._memory_state``). Hot paths inline :attr:`token`'s pop and append; the
-    rest use ``with``.
-    """
-
-    __slots__ = ("token",)
-
-    def __init__(self) -> None:
-        self.token: deque[bool] = deque((True,))
-
-    def wait(self) -> None:
-        """Take the token when another thread holds it."""
-        while True:
-            time.sleep(0)
-            try:
-                self.token.pop()
-            except IndexError:
-                continue
-            return
-
-    def __enter__(self) -> None:
-        try:
-            self.token.pop()
-        except IndexError:
-            self.wait()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.token.append(True)
 
 
 class Flight:

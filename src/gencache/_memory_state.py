@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 from langchain_core.outputs import Generation
@@ -40,6 +38,7 @@ from gencache._index import (
 from gencache._log import RateLimitedLog
 from gencache._policies import Order, Policy, check_maxsize, new_order
 from gencache._runs import RUN_STARTED, watch_runs
+from gencache._token import Token
 from gencache._ttl import Deadlines, Timer, check_seconds, check_timer, check_ttl, default_timer
 from gencache._usage import NOTED, usage_of
 from gencache.stats import GIL_ENABLED, Counter
@@ -94,6 +93,7 @@ class MemoryState(GenCache):
         "_land_now",
         "_last_llm_string",
         "_llm_tokens",
+        "_lock",
         "_lock_free_hits",
         "_lock_free_misses",
         "_log",
@@ -157,11 +157,11 @@ class MemoryState(GenCache):
         self._llm_tokens: dict[int, tuple[int, int]] = {}
         watch_runs()
         self._coalesced = Counter()
-        # The cache's mutex: it holds one token while the cache is free, and whoever pops
-        # the token owns the cache. Deque pops and appends are atomic (on free-threaded
-        # builds too), and this try-pop costs ~30 ns where threading.Lock's non-blocking
-        # acquire and release cost ~120 ns, a sixth of an update. See _wait_for_lock().
-        self._token: deque[bool] = deque((True,))
+        # The cache's mutex (gencache._token): whoever pops the token owns the cache. The
+        # hot paths inline the pop and append on _token (~30 ns, where threading.Lock's
+        # non-blocking acquire and release cost ~120 ns, a sixth of an update).
+        self._lock = Token()
+        self._token = self._lock.token
         self._cells: Cells = {}
         self._get = self._cells.get
         # Deadlines exist once an entry can expire: from the start with a ttl, else from
@@ -208,36 +208,9 @@ class MemoryState(GenCache):
 
     # -- the lock -----------------------------------------------------------------------
 
-    def _wait_for_lock(self) -> None:
-        """Take the cache's token when another thread holds it.
-
-        Yield the GIL (or the CPU) until the token is back. Under the GIL the holder is not
-        running while we are, so a blocking wait would make this thread the next owner
-        while it still waits for the GIL; the owner-in-waiting would then block every
-        other writer, and each write would become a GIL hand-off (a lock convoy: 4 threads
-        ran 4x slower than 1 with a blocking ``threading.Lock``). Yielding keeps ownership
-        with running threads only. The wait is never long: the holder does O(1) work,
-        except :meth:`clear` and the first per-call ttl, which are O(n).
-        """
-        while True:
-            time.sleep(0)
-            try:
-                self._token.pop()
-            except IndexError:
-                continue
-            return
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the cache's token: for the calls that are not on a hot path."""
-        try:
-            self._token.pop()
-        except IndexError:
-            self._wait_for_lock()
-        try:
-            yield
-        finally:
-            self._token.append(True)
+    def _locked(self) -> Token:
+        """The cache's lock, for ``with``: for the calls that are not on a hot path."""
+        return self._lock
 
     def _count(self, counter: Counter) -> None:
         """Count an event off the hot path; free-threaded builds count under the lock."""
@@ -259,7 +232,7 @@ class MemoryState(GenCache):
         try:
             self._token.pop()
         except IndexError:
-            self._wait_for_lock()
+            self._lock.wait()
         try:
             slot = find(self._cells, key, llm_string)
             if slot is not None:

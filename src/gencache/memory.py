@@ -49,7 +49,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
     entry with a per-call ``ttl``, lookups inside ``control(max_age=...)`` or
     ``control(scope=...)``, and every call on free-threaded builds, take the lock. The
     lock is a one-token deque, 4x cheaper than ``threading.Lock`` (see
-    ``_wait_for_lock``). Not process-safe: each process has its own cache.
+    ``gencache._token``). Not process-safe: each process has its own cache.
 
     Keys: with ``canonical_keys=True`` (the default) an entry is keyed by
     :func:`gencache._chat_prompt.canonical_prompt` of the prompt, so a chat history that differs
@@ -243,7 +243,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         try:
             self._token.pop()
         except IndexError:
-            self._wait_for_lock()
+            self._lock.wait()
         try:
             if self._deadlines is not None:
                 self._put(key, llm_string, value, now, None)
@@ -320,10 +320,10 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 return
         key = self._key(prompt, opts.scope)
         now = self._timer()
-        try:  # the lock, written out: _locked() costs a generator per write
+        try:  # the lock, written out: a with statement costs two calls per write
             self._token.pop()
         except IndexError:
-            self._wait_for_lock()
+            self._lock.wait()
         try:
             self._put(key, llm_string, value, now, opts.ttl)
         finally:
