@@ -44,8 +44,8 @@ class MemoryReport(MemoryState):
             return CacheStats(
                 hits=self._hits.value,
                 misses=self._misses.value,
-                updates=self._inserted + self._replaced,
-                evictions=self._inserted - size - self._expirations - self._cleared,
+                updates=size + self._evicted + self._expirations + self._cleared + self._replaced,
+                evictions=self._evicted,
                 expirations=self._expirations,
                 size=size,
                 maxsize=self._maxsize,

@@ -25,7 +25,7 @@ from gencache._index import (
 from gencache._keys import check_key
 from gencache._memory_flight import MemoryFlight
 from gencache._memory_report import MemoryReport
-from gencache._memory_state import HIT_LOG
+from gencache._memory_state import DRAIN_AT
 from gencache._policies import Policy
 from gencache._runs import RUN_STARTED
 from gencache._usage import NOTED
@@ -146,9 +146,12 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 # idempotent, and a stored key is always its output.
                 return self._lookup_slow(prompt, llm_string, opts, prompt)
             if type(prompt) is str and type(llm_string) is str:
-                # Only a JSON list can be a chat prompt (see canonical_prompt): a one-char
-                # slice is a cached object, cheaper than the call for every other prompt.
-                key = canonical_prompt(prompt) if self._canonical and prompt[:1] == "[" else prompt
+                # Only a JSON list can be a chat prompt (see canonical_prompt). "[" and
+                # "\\" are adjacent code points, so '"[" <= prompt < "\\"' says "starts
+                # with [" in two compares of the first character: ~20 ns cheaper than
+                # prompt[:1] == "[", ~30 ns than startswith (memory update: 776 -> 721 ns).
+                chat = self._canonical and "[" <= prompt < "\\"
+                key = canonical_prompt(prompt) if chat else prompt
                 if key is prompt:
                     if self._lock_free_misses:
                         next(self._misses)  # nothing to expire or refresh: no lock needed
@@ -235,9 +238,10 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         if opts is not self._plain_options:
             self._update_slow(prompt, llm_string, value, opts)
             return
-        if len(self._hit_log) > HIT_LOG // 2:  # keep the savings exact: drain in time
+        if len(self._hit_log) > DRAIN_AT:  # keep the savings exact: drain in time
             self._drain()
-        key = canonical_prompt(prompt) if self._canonical and prompt[:1] == "[" else prompt
+        chat = self._canonical and "[" <= prompt < "\\"  # starts with "[": see lookup()
+        key = canonical_prompt(prompt) if chat else prompt
         timer = self._timer  # see lookup(): cheaper than self._timer()
         now = timer()
         try:
@@ -268,6 +272,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 if victim_cell is not victim:
                     cells[victim[KEY]] = victim_cell
                     remove(cells, victim)
+                self._evicted += 1
             shared = self._last_llm_string
             if llm_string != shared:
                 shared = self._share(llm_string)
@@ -280,7 +285,6 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             else:
                 insert(cells, slot)
             queue.append(slot)
-            self._inserted += 1
             if (started := RUN_STARTED.get()) is not None:
                 self._time(slot, now, started)
             if NOTED:

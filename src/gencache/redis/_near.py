@@ -157,7 +157,7 @@ class NearCache:
             client = pubsub = None
             try:
                 client = self._client()
-                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]  # typed in redis-py >= 8.2
                 self._subscribe(pubsub)
                 with self._lock:
                     self._live, delay = True, 0.05
