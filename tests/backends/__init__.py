@@ -26,6 +26,9 @@ class Backend:
     #: Another cache over the same storage as the one given (what a second process
     #: opens), for the backends that share it ("shared" in ``features``).
     reopen: Callable[[GenCache], GenCache] | None = None
+    #: Overwrite the stored value of ``(prompt, llm_string)`` with bytes that are not a
+    #: value, as another program could ("damage" in ``features``).
+    damage: Callable[[GenCache, str, str], None] | None = None
 
 
 _MODULES = ["memory", "sqlite", "redis"]

@@ -165,4 +165,12 @@ def _reopen(cache: GenCache) -> GenCache:
     return RedisCache(shared_server().url, namespace=cache.namespace)
 
 
-BACKEND = Backend("redis", _make, frozenset({"ttl", "server_ttl", "shared"}), _reopen)
+def _damage(cache: GenCache, prompt: str, llm_string: str) -> None:
+    assert isinstance(cache, RedisCache)
+    with shared_server().client() as raw:
+        raw.set(cache.redis_key(prompt, llm_string), b"\x80 not json", keepttl=True)
+
+
+BACKEND = Backend(
+    "redis", _make, frozenset({"ttl", "server_ttl", "shared", "damage"}), _reopen, _damage
+)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,17 @@ def _reopen(cache: GenCache) -> GenCache:
     return SQLiteCache(cache.path)
 
 
+def _damage(cache: GenCache, prompt: str, llm_string: str) -> None:
+    assert isinstance(cache, SQLiteCache)
+    (key,) = [e.key for e in cache.entries() if (e.prompt, e.llm_string) == (prompt, llm_string)]
+    with closing(sqlite3.connect(cache.path, isolation_level=None)) as db:
+        db.execute("UPDATE gencache_entries SET payload = ? WHERE key = ?", (b"\x80 not json", key))
+
+
 BACKEND = Backend(
-    "sqlite", _make, frozenset({"maxsize", "policy", "ttl", "timer", "shared"}), _reopen
+    "sqlite",
+    _make,
+    frozenset({"maxsize", "policy", "ttl", "timer", "shared", "damage"}),
+    _reopen,
+    _damage,
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from langchain_core.outputs import Generation
 
+from gencache import control
 from gencache.redis import RedisCache
 from tests.backends.redis import RedisServer, free_port, shared_server
 from tests.helpers import run_gencache as gencache
@@ -78,3 +79,32 @@ def test_demo_through_redis_is_shared_between_processes() -> None:
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("5/5 answered from cache") == 2
     RedisCache(server.url, namespace="gencache-demo").clear()
+
+
+def test_explain_names_what_differs(tmp_path: Path) -> None:
+    """``gencache explain`` on a Redis target: the same answers as on a SQLite file."""
+    server = shared_server()
+    namespace = f"cli-{uuid.uuid4().hex[:8]}"
+    stored = "[('model', 'gpt-4o-mini'), ('temperature', 0.2)]"
+    cache = RedisCache(server.url, namespace=namespace)
+    cache.update("Capital of France?", stored, [Generation(text="Paris")])
+    with control(scope="tenant-b"):
+        cache.update("Capital of Spain?", stored, [Generation(text="Madrid")])
+    prompt, llm = tmp_path / "p.txt", tmp_path / "l.txt"
+    prompt.write_text("Capital of France?")
+    llm.write_text("[('model', 'gpt-4o-mini'), ('temperature', 0.7)]")
+    files = ["--namespace", namespace, "--prompt-file", str(prompt), "--llm-string-file", str(llm)]
+    try:
+        miss = gencache("explain", server.url, *files)
+        assert miss.returncode == 0, miss.stderr
+        assert "Miss" in miss.stdout
+        assert "temperature 0.7 != 0.2" in miss.stdout
+        llm.write_text(stored)
+        assert "Hit" in gencache("explain", server.url, *files).stdout
+        prompt.write_text("Capital of Spain?")
+        scoped = gencache("explain", server.url, *files, "--scope", "tenant-a")
+        assert "stored in scope 'tenant-b', looked up in scope 'tenant-a'" in scoped.stdout
+        assert "Hit" in gencache("explain", server.url, *files, "--scope", "tenant-b").stdout
+    finally:
+        cache.clear()
+        cache.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,3 +150,39 @@ def test_an_empty_cache(make_cache: Factory) -> None:
     explanation = make_cache().explain("p", "l")
     assert not explanation.hit
     assert "no entry" in explanation.reason
+
+
+def test_max_age_is_named_and_the_entry_stays(make_cache: Factory) -> None:
+    """In real time on every backend: a slow machine only makes the entry older."""
+    cache = make_cache()
+    cache.update("p", "[('model', 'm')]", gens("x"))
+    time.sleep(0.3)
+    with control(max_age=0.1):
+        assert cache.lookup("p", "[('model', 'm')]") is None
+        explanation = cache.explain("p", "[('model', 'm')]")
+    assert not explanation.hit
+    assert explanation.reason == "Miss: the same request is stored, but not usable."
+    (difference,) = explanation.differences
+    assert difference.startswith("written "), explanation
+    assert difference.endswith(" ago, older than max_age=0.1 s"), explanation
+    assert cache.explain("p", "[('model', 'm')]").hit  # outside control(): still stored
+    assert cache.lookup("p", "[('model', 'm')]") == gens("x")
+
+
+@pytest.mark.parametrize("make_cache", backends_with("damage"), indirect=True)
+def test_a_damaged_entry_is_named_and_left_to_the_lookup(
+    make_cache: Factory, request: pytest.FixtureRequest
+) -> None:
+    backend = request.node.callspec.params["make_cache"]
+    cache = make_cache()
+    cache.update("p", "[('model', 'm')]", gens("x"))
+    backend.damage(cache, "p", "[('model', 'm')]")
+    first = cache.explain("p", "[('model', 'm')]")
+    assert not first.hit
+    assert first.reason == "Miss: the stored entry is damaged."
+    assert first.differences[0].startswith("undecodable"), first
+    assert cache.explain("p", "[('model', 'm')]") == first  # explain deleted nothing
+    assert cache.lookup("p", "[('model', 'm')]") is None  # the lookup deletes it ...
+    assert "no entry" in cache.explain("p", "[('model', 'm')]").reason
+    cache.update("p", "[('model', 'm')]", gens("y"))  # ... and the next write heals it
+    assert cache.explain("p", "[('model', 'm')]").hit
