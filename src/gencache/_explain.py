@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gencache._document import open_record
+from gencache._expiries import Expiries
 from gencache._protocol import Key, Store
 
 __all__ = [
@@ -86,13 +87,17 @@ def explain(
     *,
     now: float,
     max_age: float | None = None,
+    expired_at: float | None = None,
 ) -> Explanation:
     """Explain a miss of ``(prompt, llm_string)`` in ``scope`` against stored candidates.
 
     ``prompt`` is the canonical prompt. The caller has already established that the
     lookup misses (or why it would hit); this finds the nearest candidate and names the
-    differences.
+    differences. ``expired_at``: when this request's own entry expired, if the cache
+    remembers it (:class:`gencache._expiries.Expiries`) and no longer holds it.
     """
+    if expired_at is not None:
+        return _expired(now, expired_at)
     best: tuple[int, Candidate] | None = None
     for scanned, candidate in enumerate(candidates):
         if scanned >= MAX_SCANNED:
@@ -105,28 +110,39 @@ def explain(
     if best is None:
         return Explanation(False, "Miss: the cache holds no entry.", ())
     nearest = best[1]
-    found: list[str] = []
     if nearest.prompt == prompt and nearest.llm_string == llm_string:
-        if nearest.scope != scope:
-            where = "no scope" if nearest.scope is None else f"scope {nearest.scope!r}"
-            found.append(f"stored in {where}, looked up in " + _scope_name(scope))
-        if nearest.expires_at is not None and nearest.expires_at <= now:
-            found.append(f"expired {_seconds(now - nearest.expires_at)} ago")
-        if (
-            max_age is not None
-            and nearest.created_at is not None
-            and now - nearest.created_at >= max_age
-        ):
-            age = _seconds(now - nearest.created_at)
-            found.append(f"written {age} ago, older than max_age={max_age:g} s")
-        if not found:
-            found.append("the same request is stored, but it could not be read")
-        return Explanation(False, "Miss: the same request is stored, but not usable.", tuple(found))
+        return _same_request(nearest, scope, now, max_age)
+    found: list[str] = []
     found.extend(describe_differences(prompt, llm_string, nearest.prompt, nearest.llm_string))
     if nearest.scope != scope:
         where = "no scope" if nearest.scope is None else f"scope {nearest.scope!r}"
         found.append(f"stored in {where}, looked up in {_scope_name(scope)}")
     return Explanation(False, "Miss: no entry for this request; the nearest differs.", tuple(found))
+
+
+def _expired(now: float, expired_at: float) -> Explanation:
+    ago = f"expired {_seconds(now - expired_at)} ago"
+    return Explanation(False, "Miss: the entry for this request expired.", (ago,))
+
+
+def _same_request(
+    stored: Candidate, scope: str | None, now: float, max_age: float | None
+) -> Explanation:
+    """Why the very request that is stored (maybe in another scope) does not answer."""
+    found: list[str] = []
+    if stored.scope != scope:
+        where = "no scope" if stored.scope is None else f"scope {stored.scope!r}"
+        found.append(f"stored in {where}, looked up in " + _scope_name(scope))
+    if stored.expires_at is not None and stored.expires_at <= now:
+        if not found:  # still stored (SQLite, until a purge): said as when it is gone
+            return _expired(now, stored.expires_at)
+        found.append(f"expired {_seconds(now - stored.expires_at)} ago")
+    if max_age is not None and stored.created_at is not None and now - stored.created_at >= max_age:
+        age = _seconds(now - stored.created_at)
+        found.append(f"written {age} ago, older than max_age={max_age:g} s")
+    if not found:
+        found.append("the same request is stored, but it could not be read")
+    return Explanation(False, "Miss: the same request is stored, but not usable.", tuple(found))
 
 
 def explain_store(
@@ -136,12 +152,14 @@ def explain_store(
     *,
     now: float,
     max_age: float | None,
+    expiries: Expiries,
 ) -> Explanation:
     """Explain a lookup of ``key`` in ``store``, without side effects.
 
     ``keyed`` turns a stored prompt into what its key was made of (the canonical form).
-    Reads the entry under the key (``peek``), then scans at most :data:`MAX_SCANNED`
-    entries (``entries(expired=True)``).
+    Reads the entry under the key (``peek``), then, if it is gone, the expiry this cache
+    remembers for it (``expiries``), then scans at most :data:`MAX_SCANNED` entries
+    (``entries(expired=True)``).
     """
     record = store.peek(key)
     if record is not None:
@@ -150,6 +168,8 @@ def explain_store(
             return Explanation(True, "Hit: this request is stored.")
         if opened.damage is not None and opened.meta.get("key") is None:
             return Explanation(False, "Miss: the stored entry is damaged.", (opened.damage,))
+    elif (expired_at := expiries.expired(key.digest, now)) is not None:
+        return explain(key.prompt, key.llm_string, key.scope, (), now=now, expired_at=expired_at)
     candidates = (
         Candidate(keyed(e.prompt), e.llm_string, e.scope, e.expires_at, e.created_at)
         for e in store.entries(expired=True)

@@ -93,7 +93,18 @@ class MemoryReport(MemoryState):
                 )
                 for s in itertools.islice(self._order, MAX_SCANNED)
             ]
-        return explain(asked, llm_string, opts.scope, candidates, now=now, max_age=opts.max_age)
+            # Removed as expired (a lookup that missed, or a purge), and not written since.
+            gone = slot is None
+            expired_at = self._expiries.expired((key, llm_string), now) if gone else None
+        return explain(
+            asked,
+            llm_string,
+            opts.scope,
+            candidates,
+            now=now,
+            max_age=opts.max_age,
+            expired_at=expired_at,
+        )
 
     def _drain(self) -> None:
         """Add what the noted hits saved to the ledger (from the slots' usage metadata)."""

@@ -22,9 +22,11 @@ from gencache._admission import check_admit
 from gencache._cache import CacheOptions, GenCache, check_options
 from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, Options
+from gencache._expiries import Expiries
 from gencache._flight import SingleFlight
 from gencache._index import (
     GENERATIONS,
+    KEY,
     LLM_STRING,
     WRITTEN,
     Cells,
@@ -33,6 +35,7 @@ from gencache._index import (
     find,
     insert,
     remove,
+    scope_of,
     scoped,
 )
 from gencache._log import RateLimitedLog
@@ -89,6 +92,7 @@ class MemoryState(GenCache):
         "_deadlines",
         "_evicted",
         "_expirations",
+        "_expiries",
         "_flight",
         "_get",
         "_hit_log",
@@ -206,6 +210,8 @@ class MemoryState(GenCache):
         # Slots removed by the policy. Inserts are not counted: they are derived (size +
         # evictions + expirations + clears), which saves a write an increment.
         self._evicted = 0
+        # When the entries removed as expired expired: explain() names it (gencache._expiries).
+        self._expiries = Expiries()
         self._replaced = 0  # in-place re-updates
         self._expirations = 0
         self._cleared = 0  # live slots dropped by clear()
@@ -244,8 +250,7 @@ class MemoryState(GenCache):
                 deadlines = self._deadlines
                 now = None
                 if deadlines is not None and deadlines.expired(id(slot), now := self._timer()):
-                    self._remove(slot)
-                    self._expirations += 1
+                    self._expired(slot, deadlines)
                     slot = None
                 elif max_age is not None:
                     if now is None:
@@ -281,6 +286,7 @@ class MemoryState(GenCache):
         deadlines = self._deadlines
         if deadlines is not None:
             self._purge(now, _PURGE_PER_WRITE)  # before the find: it may drop our slot
+            self._expiries.forget((key, llm_string))  # written again: not "expired"
         elif ttl is not None:
             deadlines = self._start_deadlines()
         cells = self._cells
@@ -290,7 +296,7 @@ class MemoryState(GenCache):
             if slot is not None:
                 if deadlines is not None and deadlines.expired(id(slot), now):
                     self._remove(slot)  # an expired entry is never "replaced"
-                    self._expirations += 1
+                    self._expirations += 1  # (and is written again below: no note)
                 else:
                     slot[GENERATIONS:] = value
                     slot[WRITTEN] = now
@@ -365,6 +371,14 @@ class MemoryState(GenCache):
         self._last_llm_string = shared
         return shared
 
+    def _expired(self, slot: Slot, deadlines: Deadlines[int]) -> None:
+        """Remove an expired ``slot``, remembering when it expired (for ``explain()``)."""
+        deadline = deadlines.deadline(id(slot))
+        if deadline is not None:
+            self._expiries.note((slot[KEY], slot[LLM_STRING]), deadline, scope_of(slot))
+        self._remove(slot)
+        self._expirations += 1
+
     def _remove(self, slot: Slot) -> None:
         # Only caches with deadlines remove from the middle, and their order is removable.
         remove(self._cells, slot)
@@ -378,8 +392,10 @@ class MemoryState(GenCache):
             return 0
         expired = self._deadlines.pop_expired(now, limit)
         if expired:
-            order, cells = self._order, self._cells
-            for handle in expired:
-                remove(cells, order.take(handle))
+            order, cells, note = self._order, self._cells, self._expiries.note
+            for handle, deadline in expired:
+                slot = order.take(handle)
+                remove(cells, slot)
+                note((slot[KEY], slot[LLM_STRING]), deadline, scope_of(slot))
             self._expirations += len(expired)
         return len(expired)

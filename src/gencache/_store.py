@@ -323,6 +323,7 @@ class StoreCache(GenCache):
             finally:
                 if self._front is not None:
                     self._front.invalidate([key.digest])
+            self._writes.written(key, write[2])
             next(self._updates)
         finally:
             if self._flight is not None:  # waiters get the answer, stored or not
@@ -345,6 +346,7 @@ class StoreCache(GenCache):
             finally:
                 if self._front is not None:
                     self._front.invalidate([key.digest])
+            self._writes.written(key, write[2])
             next(self._updates)
         finally:
             if self._flight is not None:
@@ -377,6 +379,7 @@ class StoreCache(GenCache):
         self._store.write(key, payload, created_at, expires_at)
         if self._front is not None:
             self._front.invalidate([key.digest])
+        self._writes.written(key, expires_at)
         next(self._updates)
         return True
 
@@ -408,6 +411,7 @@ class StoreCache(GenCache):
             keyed,
             now=self._timer(),
             max_age=opts.max_age,
+            expiries=self._writes.expiries,
         )
 
     # -- everything else --------------------------------------------------------------------
@@ -420,6 +424,7 @@ class StoreCache(GenCache):
         scope = check_scope(kwargs.get("scope"))
         if self._flight is not None:
             self._flight.flights.clear()
+        self._writes.expiries.clear(scope)
         try:
             self._store.clear(scope)
         except Exception as exc:
@@ -433,6 +438,7 @@ class StoreCache(GenCache):
         scope = check_scope(kwargs.get("scope"))
         if self._flight is not None:
             self._flight.flights.clear()
+        self._writes.expiries.clear(scope)
         try:
             await self._store.aclear(scope)
         except Exception as exc:

@@ -155,22 +155,22 @@ class Deadlines(Generic[K]):
         """The number of keys with a deadline."""
         return len(self._written) + len(self._until)
 
-    def pop_expired(self, now: float, limit: int | None = None) -> list[K]:
-        """Remove and return keys whose deadline has passed.
+    def pop_expired(self, now: float, limit: int | None = None) -> list[tuple[K, float]]:
+        """Remove and return ``(key, deadline)`` for the keys whose deadline has passed.
 
         Stops when no deadline has passed or after ``limit`` keys. Each key is returned
         once over its lifetime, so purging costs O(1) amortised per write (O(log n) for
         keys with a ttl of their own). A list, not a generator: the usual answer is
         empty, and a list is the cheaper way to say so.
         """
-        expired: list[K] = []
+        expired: list[tuple[K, float]] = []
         written, ttl = self._written, self._ttl
         if written and ttl is not None:
             for key, at in written.items():
                 if now < at + ttl or len(expired) == limit:
                     break
-                expired.append(key)
-            for key in expired:
+                expired.append((key, at + ttl))
+            for key, _ in expired:
                 del written[key]
         heap = self._heap
         if heap and heap[0][0] <= now:
@@ -179,5 +179,5 @@ class Deadlines(Generic[K]):
                 deadline, _, key = heapq.heappop(heap)
                 if until.get(key) == deadline:  # else stale: re-set or discarded since
                     del until[key]
-                    expired.append(key)
+                    expired.append((key, deadline))
         return expired

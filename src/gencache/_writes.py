@@ -17,6 +17,7 @@ from gencache._accounting import Accountant
 from gencache._admission import Admit
 from gencache._control import Options
 from gencache._document import document
+from gencache._expiries import Expiries
 from gencache._log import RateLimitedLog
 from gencache._protocol import Key
 from gencache._runs import provider_seconds
@@ -81,6 +82,15 @@ class Writes:
         self._acct, self._policy, self._admit = acct, policy, admit
         self._ttl, self._timer, self._describe = ttl, timer, describe
         self._skipped, self._refused = skipped, refused
+        #: The expiry of the entries written lately, for ``explain()`` once they are gone.
+        self.expiries = Expiries()
+
+    def written(self, key: Key, expires_at: float | None) -> None:
+        """Note a write that succeeded (its expiry, for ``explain()``). O(1)."""
+        if expires_at is None:
+            self.expiries.forget(key.digest)
+        else:
+            self.expiries.note(key.digest, expires_at, key.scope)
 
     def prepare(
         self, key: Key, value: list[Generation], opts: Options, owner: Hashable

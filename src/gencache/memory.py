@@ -349,6 +349,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         scope = check_scope(kwargs.get("scope"))
         if self._flight is not None:
             self._flight.flights.clear()
+        self._expiries.clear(scope)
         with self._locked():
             if scope is None:
                 self._cleared += len(self._queue)

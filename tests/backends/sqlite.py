@@ -37,7 +37,7 @@ def _damage(cache: GenCache, prompt: str, llm_string: str) -> None:
 BACKEND = Backend(
     "sqlite",
     _make,
-    frozenset({"maxsize", "policy", "ttl", "timer", "shared", "damage"}),
+    frozenset({"maxsize", "policy", "ttl", "timer", "shared", "damage", "expired_rows"}),
     _reopen,
     _damage,
 )

@@ -186,3 +186,44 @@ def test_a_damaged_entry_is_named_and_left_to_the_lookup(
     assert "no entry" in cache.explain("p", "[('model', 'm')]").reason
     cache.update("p", "[('model', 'm')]", gens("y"))  # ... and the next write heals it
     assert cache.explain("p", "[('model', 'm')]").hit
+
+
+def test_an_expiry_is_named_after_the_lookup_that_missed(make_cache: Factory) -> None:
+    """What a user does: a call misses, then they ask why. The lookup removed the expired
+    entry (memory), or Redis did at its PX; the cache remembers when it expired."""
+    cache = make_cache(ttl=0.2)
+    cache.update("p", "[('model', 'm')]", gens("x"))
+    cache.update("q", "[('model', 'm')]", gens("y"))
+    with control(scope="tenant-a", ttl=0.2):
+        cache.update("p", "[('model', 'm')]", gens("scoped"))
+    time.sleep(0.5)
+    assert cache.lookup("p", "[('model', 'm')]") is None
+    explanation = cache.explain("p", "[('model', 'm')]")
+    assert not explanation.hit
+    assert explanation.reason == "Miss: the entry for this request expired.", explanation
+    (difference,) = explanation.differences
+    assert difference.startswith("expired "), explanation
+    assert difference.endswith(" ago"), explanation
+    cache.clear(scope="tenant-a")  # forgets that scope's expiries only
+    with control(scope="tenant-a"):
+        assert "expired" not in cache.explain("p", "[('model', 'm')]").reason
+    assert "expired" in cache.explain("p", "[('model', 'm')]").reason
+    cache.update("p", "[('model', 'm')]", gens("again"))  # written again: a hit, not expired
+    assert cache.explain("p", "[('model', 'm')]").hit
+    cache.clear()
+    assert "expired" not in cache.explain("q", "[('model', 'm')]").reason
+
+
+@pytest.mark.parametrize("make_cache", backends_with("expired_rows"), indirect=True)
+def test_another_process_can_name_an_expiry(
+    make_cache: Factory, request: pytest.FixtureRequest
+) -> None:
+    """SQLite keeps an expired row until a write purges it: a second process (the CLI, a
+    new run) sees why, even after its own lookup missed."""
+    backend = request.node.callspec.params["make_cache"]
+    cache = make_cache(ttl=0.2)
+    cache.update("p", "[('model', 'm')]", gens("x"))
+    time.sleep(0.5)
+    other = backend.reopen(cache)
+    assert other.lookup("p", "[('model', 'm')]") is None
+    assert other.explain("p", "[('model', 'm')]").differences[0].startswith("expired ")

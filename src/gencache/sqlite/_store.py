@@ -79,8 +79,9 @@ class SQLiteStore:
     def read(self, key: Key) -> Record | None:
         """The live row under ``key``: one indexed read.
 
-        Removing an expired or damaged row is housekeeping (a later write or ``len()``
-        repeats it): it never waits for another writer and never turns the miss into an
+        An expired row is a miss and stays until a write's purge, ``len()`` or ``gencache
+        prune`` removes it (so that ``explain()`` can name it). Removing a damaged row is
+        housekeeping: it never waits for another writer and never turns the miss into an
         error.
         """
         digest = key.digest
@@ -98,8 +99,9 @@ class SQLiteStore:
                 )
                 self._housekeep(_delete_exact, digest, expires)
                 return None
-            if (now := self._timer()) >= expires:
-                self._housekeep(self._remove_expired, sql.DELETE_EXPIRED, (digest, now))
+            if self._timer() >= expires:
+                # Left for a write's purge (which counts it): until then explain(), from any
+                # process, can say when it expired.
                 return None
         if type(payload) is not bytes or type(created) is not float:  # REAL: always float
             return self._odd(digest, payload, expires, created)
