@@ -29,7 +29,15 @@ from gencache._ttl import check_seconds
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT", "Control", "ControlArgs", "Options", "control", "current_options"]
+__all__ = [
+    "DEFAULT",
+    "IN_USE",
+    "Control",
+    "ControlArgs",
+    "Options",
+    "control",
+    "current_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +84,15 @@ current_options: Final[Callable[[], Options]] = _OPTIONS.get
 
 The bound ``ContextVar.get`` itself, not a wrapper around it: the cache template calls
 it on every lookup and update, so it costs one C call and no Python frame.
+"""
+
+IN_USE: Final[list[bool]] = []
+"""Empty until a ``control()`` block is first entered in this process, in any context.
+
+While it is empty every context's options are :data:`DEFAULT`, so the hottest path (an
+``InMemoryCache`` hit) tests it, ``current_options() if IN_USE else DEFAULT``, instead
+of calling :func:`current_options`: one global read, where the call cost a hit 5 % of
+LangChain's own lookup (measured by paired batches, 1.21x -> 1.15x).
 """
 
 
@@ -152,6 +169,8 @@ class Control:
 
     def __enter__(self) -> Options:
         """Apply the options until the block exits; return the options now in force."""
+        if not IN_USE:
+            IN_USE.append(True)
         outer = _OPTIONS.get()
         options = self._under(outer)
         _OPTIONS.set(options)
@@ -288,6 +307,8 @@ class _View:
     def __enter__(self) -> None:
         outer_active = _ACTIVE.get()
         self._outer = (_OPTIONS.get(), outer_active)
+        if not IN_USE:  # a view's options come from a control() entered before: set already
+            IN_USE.append(True)
         _OPTIONS.set(self._options)
         _ACTIVE.set(outer_active + self._active)
 

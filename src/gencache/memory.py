@@ -10,7 +10,7 @@ from langchain_core.outputs import Generation
 
 from gencache._cache import GENERATION_TYPES, check_generations, check_scope
 from gencache._chat_prompt import canonical_prompt
-from gencache._control import DEFAULT, Options, current_options
+from gencache._control import DEFAULT, IN_USE, Options, current_options
 from gencache._index import (
     GENERATIONS,
     KEY,
@@ -127,7 +127,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         Raises:
             TypeError: If ``prompt`` or ``llm_string`` is not a ``str``.
         """
-        opts = current_options()
+        opts = current_options() if IN_USE else DEFAULT  # see IN_USE: no call until used
         if opts is DEFAULT:
             get = self._get  # a call on an attribute read is cheaper than self._get()
             try:
