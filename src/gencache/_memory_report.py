@@ -8,6 +8,7 @@ from the slots' usage metadata and the provider timings kept when they were writ
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from gencache._accounting import cost_of
 from gencache._control import current_options
@@ -107,14 +108,26 @@ class MemoryReport(MemoryState):
         )
 
     def _drain(self) -> None:
-        """Add what the noted hits saved to the ledger (from the slots' usage metadata)."""
+        """Add what the noted hits saved to the ledger (from the slots' usage metadata).
+
+        The hits are counted per entry first, and each entry's cost is read once per
+        drain: reading it (model, tokens) for every hit cost ~5 us a hit, ten times the
+        hit itself. O(hits noted) dict updates plus O(entries hit) costs.
+        """
         log = self._hit_log
+        hits: dict[int, list[Any]] = {}  # id(slot) -> [slot, hits]; the log keeps slots alive
         while log:
             try:
                 slot = log.popleft()
             except IndexError:  # another thread drained it
-                return
-            handle = id(slot)
+                break
+            counted = hits.get(id(slot))
+            if counted is None:
+                hits[id(slot)] = [slot, 1]
+            else:
+                counted[1] += 1
+        add = self._acct.ledger.add
+        for handle, (slot, calls) in hits.items():
             seconds = self._took.get(handle)
             tokens = self._llm_tokens.get(handle)
-            self._acct.ledger.add(cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds, tokens))
+            add(cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds, tokens), calls)

@@ -78,7 +78,7 @@ def usage_counts(usage: Mapping[str, Any]) -> tuple[int, int]:
 def generation_tokens(generation: object) -> tuple[int, int] | None:
     """(input, output) tokens that ``generation`` itself carries, or ``None`` if none."""
     usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
-    if isinstance(usage, Mapping):
+    if type(usage) is dict or isinstance(usage, Mapping):  # the ABC check alone: ~150 ns
         return _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
     info = getattr(generation, "generation_info", None) or {}
     usage = info.get("token_usage") or info.get("usage")
