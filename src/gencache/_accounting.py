@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -254,28 +254,65 @@ class Ledger:
         """The money a call of ``cost`` is worth, or ``None`` without a price."""
         if self._genai is not None:
             return self._from_genai_prices(cost)
-        price = self._prices.get(cost.model)
-        if price is None and cost.model:
-            price = _lookup_price(self._prices, cost.model)
+        price = self._table_price(cost.model)
         if price is None:
             return None
         return (cost.input_tokens * price[0] + cost.output_tokens * price[1]) / 1e6
+
+    def _table_price(self, model: str) -> tuple[float, float] | None:
+        price = self._prices.get(model)
+        if price is None and model:
+            price = _lookup_price(self._prices, model)
+        return price
 
     def add(self, cost: Cost, calls: int = 1) -> float | None:
         """Count ``calls`` hits of an entry whose call cost ``cost``; return the money."""
         money = self.price(cost)
         worth = None if money is None else calls * money
         with self._lock:
-            totals = self._by_model.get(cost.model)
-            if totals is None:
-                self._by_model[cost.model] = totals = [0, 0, 0, 0.0, None]
-            totals[0] += calls
-            totals[1] += calls * cost.input_tokens
-            totals[2] += calls * cost.output_tokens
-            totals[3] += calls * (cost.seconds or 0.0)
-            if worth is not None:
-                totals[4] = worth if totals[4] is None else totals[4] + worth
+            self._add(cost.model, [calls, *_scaled(cost, calls)], worth)
         return worth
+
+    def add_all(self, hits: Iterable[tuple[Cost, int]]) -> None:
+        """:meth:`add` for each ``(cost, calls)``, under one lock.
+
+        With a price table (linear in tokens) the hits are summed per model first and
+        priced once per model; genai-prices prices each cost. O(len(hits)).
+        """
+        if self._genai is not None:
+            priced = [(cost, calls, self.price(cost)) for cost, calls in hits]
+            with self._lock:
+                for cost, calls, money in priced:
+                    worth = None if money is None else calls * money
+                    self._add(cost.model, [calls, *_scaled(cost, calls)], worth)
+            return
+        sums: dict[str, list[Any]] = {}
+        for cost, calls in hits:
+            total = sums.get(cost.model)
+            if total is None:
+                sums[cost.model] = total = [0, 0, 0, 0.0]
+            total[0] += calls
+            total[1] += calls * cost.input_tokens
+            total[2] += calls * cost.output_tokens
+            total[3] += calls * (cost.seconds or 0.0)
+        with self._lock:
+            for model, total in sums.items():
+                price = self._table_price(model)
+                money = None if price is None else (total[1] * price[0] + total[2] * price[1]) / 1e6
+                self._add(model, total, money)
+
+    def _add(self, model: str, counts: list[Any], worth: float | None) -> None:
+        """Add ``[calls, input, output, seconds]`` and the money to the model's totals in
+        place; the caller holds the lock."""
+        totals = self._by_model.get(model)
+        if totals is None:
+            self._by_model[model] = totals = [0, 0, 0, 0.0, None]
+        totals[0] += counts[0]
+        totals[1] += counts[1]
+        totals[2] += counts[2]
+        totals[3] += counts[3]
+        if worth is not None:
+            totals[4] = worth if totals[4] is None else totals[4] + worth
 
     def snapshot(self) -> tuple[Savings, Mapping[str, Savings]]:
         """The total and a read-only per-model view."""
@@ -285,6 +322,11 @@ class Ledger:
         for saved in by_model.values():
             total += saved
         return total, MappingProxyType(by_model)
+
+
+def _scaled(cost: Cost, calls: int) -> tuple[int, int, float]:
+    """Input tokens, output tokens and seconds of ``calls`` calls of ``cost``."""
+    return calls * cost.input_tokens, calls * cost.output_tokens, calls * (cost.seconds or 0.0)
 
 
 def _lookup_price(prices: dict[str, tuple[float, float]], model: str) -> tuple[float, float] | None:

@@ -12,11 +12,14 @@ unscoped entries never answer each other's lookups, and unscoped lookups hash on
 prompt. ``SCOPED`` is a private object: a tuple passed as a prompt by mistake cannot equal
 a scoped key, even on a hit path that does not check types.
 
-A slot is a list ``[key, llm_string, written_at, *generations]``: one list because
+A slot is a list ``[key, llm_string, written_at, cost, *generations]``: one list because
 creating one costs ~30 ns against ~120 ns for an instance of a class, and because
 ``slot[GENERATIONS:]`` is at once the generations and the new list a hit must return.
 ``written_at`` (the cache's clock at the last write) serves ``max_age`` and is the
-deadline base of the cache's ttl. The index maps each key to a cell, which is a list
+deadline base of the cache's ttl. ``cost`` is what the call that produced the entry cost
+(a :class:`gencache._accounting.Cost`), read from the generations the first time a hit
+of the entry is added to the savings, or ``None`` until then (and after each rewrite).
+The index maps each key to a cell, which is a list
 too: the one slot of that key or, when the key is cached for several configurations, a
 bucket ``[key, BUCKET, {llm_string: slot}]``. ``BUCKET`` equals no string, so
 ``cell[LLM_STRING] == llm_string`` alone tells a hit from a case for :func:`find`.
@@ -31,6 +34,7 @@ from typing import Any, Final, Union
 
 __all__ = [
     "BUCKET",
+    "COST",
     "GENERATIONS",
     "KEY",
     "LLM_STRING",
@@ -46,12 +50,12 @@ __all__ = [
     "scoped",
 ]
 
-#: ``[key, llm_string, written_at, *generations]``, or a bucket ``[key, BUCKET, {...}]``.
+#: ``[key, llm_string, written_at, cost, *generations]``, or a bucket ``[key, BUCKET, {...}]``.
 Slot = list[Any]
 #: A prompt, or ``(scope, prompt, SCOPED)`` for a scoped entry.
 Key = Union[str, tuple[str, str, object]]  # noqa: UP007 - evaluated at run time on 3.10
 Cells = dict[Key, Slot]
-KEY, LLM_STRING, WRITTEN, GENERATIONS = 0, 1, 2, 3
+KEY, LLM_STRING, WRITTEN, COST, GENERATIONS = 0, 1, 2, 3, 4
 _SLOTS = 2  # where a bucket keeps its dict
 
 #: The llm_string of a bucket: equal to no string.

@@ -13,7 +13,7 @@ from typing import Any
 from gencache._accounting import cost_of
 from gencache._control import current_options
 from gencache._explain import MAX_SCANNED, Candidate, Explanation, explain
-from gencache._index import GENERATIONS, KEY, LLM_STRING, WRITTEN, find, scope_of
+from gencache._index import COST, GENERATIONS, KEY, LLM_STRING, WRITTEN, find, scope_of
 from gencache._keys import check_key
 from gencache._memory_state import MemoryState
 from gencache.stats import CacheStats
@@ -110,9 +110,10 @@ class MemoryReport(MemoryState):
     def _drain(self) -> None:
         """Add what the noted hits saved to the ledger (from the slots' usage metadata).
 
-        The hits are counted per entry first, and each entry's cost is read once per
-        drain: reading it (model, tokens) for every hit cost ~5 us a hit, ten times the
-        hit itself. O(hits noted) dict updates plus O(entries hit) costs.
+        The hits are counted per entry first, and each entry's cost is read from its
+        generations once, at its first hit, and kept in the slot: reading it (model,
+        tokens) for every hit cost ~5 us a hit, ten times the hit itself. O(hits noted)
+        dict updates plus O(entries hit) ledger additions, under one lock.
         """
         log = self._hit_log
         hits: dict[int, list[Any]] = {}  # id(slot) -> [slot, hits]; the log keeps slots alive
@@ -126,8 +127,12 @@ class MemoryReport(MemoryState):
                 hits[id(slot)] = [slot, 1]
             else:
                 counted[1] += 1
-        add = self._acct.ledger.add
+        costs = []
         for handle, (slot, calls) in hits.items():
-            seconds = self._took.get(handle)
-            tokens = self._llm_tokens.get(handle)
-            add(cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds, tokens), calls)
+            cost = slot[COST]
+            if cost is None:  # first hit since it was written: read it once
+                seconds = self._took.get(handle)
+                tokens = self._llm_tokens.get(handle)
+                slot[COST] = cost = cost_of(slot[LLM_STRING], slot[GENERATIONS:], seconds, tokens)
+            costs.append((cost, calls))
+        self._acct.ledger.add_all(costs)

@@ -25,6 +25,7 @@ from gencache._control import DEFAULT, Options
 from gencache._expiries import Expiries
 from gencache._flight import SingleFlight
 from gencache._index import (
+    COST,
     GENERATIONS,
     KEY,
     LLM_STRING,
@@ -300,6 +301,7 @@ class MemoryState(GenCache):
                 else:
                     slot[GENERATIONS:] = value
                     slot[WRITTEN] = now
+                    slot[COST] = None
                     if self._reorders:
                         self._order.touch(id(slot))
                     self._replaced += 1
@@ -322,7 +324,7 @@ class MemoryState(GenCache):
         shared = self._last_llm_string
         if llm_string != shared:
             shared = self._share(llm_string)
-        slot = [key, shared, now] + value  # noqa: RUF005 - exact size
+        slot = [key, shared, now, None] + value  # noqa: RUF005 - exact size
         # One dict operation when the key has no cell (the removals above may have
         # changed it, so it is read afresh).
         if cells.setdefault(key, slot) is not slot:

@@ -12,6 +12,7 @@ from gencache._cache import GENERATION_TYPES, check_generations, check_scope
 from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, IN_USE, Options, current_options
 from gencache._index import (
+    COST,
     GENERATIONS,
     KEY,
     LLM_STRING,
@@ -136,7 +137,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 check_key(prompt, llm_string)
                 raise
             if cell is not None:
-                # cell = [key, llm_string, written_at, *generations]: the slice is the
+                # cell = [key, llm_string, written_at, cost, *generations]: the slice is the
                 # hit's new list. A bucket never matches here (see gencache._index).
                 if cell[LLM_STRING] == llm_string and self._lock_free_hits:
                     next(self._hits)
@@ -259,6 +260,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 if slot is not None:
                     slot[GENERATIONS:] = value
                     slot[WRITTEN] = now
+                    slot[COST] = None
                     if self._reorders:
                         self._order.touch(id(slot))
                     self._replaced += 1
@@ -277,7 +279,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             if llm_string != shared:
                 shared = self._share(llm_string)
             # Concatenation allocates the exact size; [..., *value] over-allocates 40 bytes.
-            slot = [key, shared, now] + value  # noqa: RUF005
+            slot = [key, shared, now, None] + value  # noqa: RUF005
             # The eviction cannot add a cell, so "no cell" is still true; any other case
             # goes through insert(), which reads the cell afresh.
             if cell is None:
