@@ -17,8 +17,9 @@ import hashlib
 from typing import Any, Final
 
 from gencache._chat_prompt import canonical_prompt
+from gencache._protocol import Key
 
-__all__ = ["KEY_VERSION", "canonical_prompt", "check_key", "digest"]
+__all__ = ["KEY_VERSION", "RecentKeys", "canonical_prompt", "check_key", "digest"]
 
 #: Version of the key format, part of every digest: entries written under another version
 #: (gencache 0.1 wrote version 1) are misses, never wrong hits.
@@ -76,3 +77,56 @@ def digest(prompt: str, llm_string: str, scope: str | None = None) -> str:
         h.update(len(c).to_bytes(8, "big"))
         h.update(c)
     return h.hexdigest()
+
+
+_RECENT_KEYS: Final = 1_024  # requests remembered by RecentKeys ...
+_RECENT_CHARS: Final = 4_000_000  # ... holding at most this many characters of them
+
+
+class RecentKeys:
+    """The keys of recent requests, for backends that store outside the process.
+
+    A repeated request (a hit, the update after its miss, a near-cache hit) then costs a
+    dict lookup of the ``(prompt, llm_string, scope)`` tuple, ~0.3 us for fresh strings of
+    800 characters, instead of its canonical form and SHA-256 (~1.8 us): a near-cache hit
+    went from ~1 us in 0.1 to ~4 us with one digest per call. Bounded: at most 1,024 keys
+    and 4,000,000 characters (a prompt over 250,000 is never kept), then it starts over.
+    Thread-safe (single dict operations; a lost entry only costs a digest).
+
+    Args:
+        canonical: Key chat prompts by their canonical form.
+    """
+
+    __slots__ = ("_canonical", "_chars", "_keys")
+
+    def __init__(self, canonical: bool) -> None:
+        self._canonical = canonical
+        self._keys: dict[tuple[str, str, str | None], Key] = {}
+        self._chars = 0
+
+    def key(self, prompt: str, llm_string: str, scope: str | None) -> Key:
+        """The :class:`~gencache._protocol.Key` of a request.
+
+        Raises:
+            TypeError: If ``prompt`` or ``llm_string`` is not a ``str``, or ``scope`` is
+                neither ``None`` nor a ``str``.
+        """
+        asked = (prompt, llm_string, scope)
+        try:
+            known = self._keys.get(asked)
+        except TypeError:  # an unhashable part: refused below
+            known = None
+        if known is not None:
+            return known
+        if type(prompt) is not str or type(llm_string) is not str:
+            check_key(prompt, llm_string)
+        keyed = canonical_prompt(prompt) if self._canonical else prompt
+        key = Key(digest(keyed, llm_string, scope), prompt, llm_string, scope)
+        size = len(prompt) + len(llm_string)
+        if size <= _RECENT_CHARS // 16:
+            if len(self._keys) >= _RECENT_KEYS or self._chars + size > _RECENT_CHARS:
+                self._keys.clear()
+                self._chars = 0
+            self._keys[asked] = key
+            self._chars += size
+        return key

@@ -46,7 +46,7 @@ from gencache._cache import (
 from gencache._control import Options, current_options
 from gencache._explain import Explanation, explain_store
 from gencache._flight import Leases, SingleFlight
-from gencache._keys import canonical_prompt, check_key, digest
+from gencache._keys import RecentKeys, canonical_prompt
 from gencache._log import RateLimitedLog
 from gencache._protocol import Entry, FrontLayer, Key, Store
 from gencache._reads import Reads
@@ -106,6 +106,7 @@ class StoreCache(GenCache):
         self._strict = check_bool("strict", strict)
         check_options(options)
         self._canonical = options.get("canonical_keys", True)
+        self._keys = RecentKeys(self._canonical)
         self._admit = check_admit(options.get("admit"))
         self._ttl = ttl
         self._timer = timer
@@ -152,10 +153,7 @@ class StoreCache(GenCache):
     # -- key ------------------------------------------------------------------------------
 
     def _key(self, prompt: str, llm_string: str, scope: str | None) -> Key:
-        if type(prompt) is not str or type(llm_string) is not str:
-            check_key(prompt, llm_string)
-        keyed = canonical_prompt(prompt) if self._canonical else prompt
-        return Key(digest(keyed, llm_string, scope), prompt, llm_string, scope)
+        return self._keys.key(prompt, llm_string, scope)  # a repeated request: no digest
 
     # -- the read half ----------------------------------------------------------------------
 
