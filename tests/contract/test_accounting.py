@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration
 
 from gencache import Savings
 from tests.backends import Backend
@@ -132,3 +133,32 @@ def test_close_writes_the_batched_savings(backend: Backend) -> None:
     other = backend.reopen(cache)  # what another process sees
     assert other.stored_savings()["counting-model"].calls == 2
     other.clear()
+
+
+def _answer(text: str, model: str, tokens: tuple[int, int]) -> list[ChatGeneration]:
+    usage = {"input_tokens": tokens[0], "output_tokens": tokens[1], "total_tokens": sum(tokens)}
+    message = AIMessage(text, usage_metadata=usage, response_metadata={"model_name": model})
+    return [ChatGeneration(message=message)]
+
+
+def test_savings_follow_the_entry_as_it_is_now(make_cache: Factory) -> None:
+    """Many hits of several entries and models between two stats(); an entry rewritten
+    with another answer saves what the new answer cost, from its next hit on."""
+    cache = make_cache(prices={"model-a": (1.0, 2.0), "model-b": (10.0, 20.0)})
+    cache.update("p", "llm-a", _answer("one", "model-a", (100, 10)))
+    cache.update("q", "llm-b", _answer("two", "model-b", (7, 3)))
+    for _ in range(5):
+        assert cache.lookup("p", "llm-a") is not None
+    for _ in range(2):
+        assert cache.lookup("q", "llm-b") is not None
+    by_model = cache.stats().by_model
+    a, b = by_model["model-a"], by_model["model-b"]
+    assert (a.calls, a.input_tokens, a.output_tokens) == (5, 500, 50)
+    assert (b.calls, b.input_tokens, b.output_tokens) == (2, 14, 6)
+    assert a.money == pytest.approx(5 * (100 * 1.0 + 10 * 2.0) / 1e6)
+    assert b.money == pytest.approx(2 * (7 * 10.0 + 3 * 20.0) / 1e6)
+    cache.update("p", "llm-a", _answer("one, again", "model-a", (40, 4)))
+    assert cache.lookup("p", "llm-a") is not None
+    a = cache.stats().by_model["model-a"]
+    assert (a.calls, a.input_tokens, a.output_tokens) == (6, 540, 54)
+    assert cache.stats().saved.calls == 8

@@ -639,3 +639,23 @@ def test_a_merged_stream_chunk_keys_as_the_message_it_equals() -> None:
     # Idempotent: a canonical form canonicalises to itself.
     once = canonical_prompt(dumps([ask, tools]))
     assert canonical_prompt(once) == once
+
+
+def test_recent_keys_give_the_digest_and_stay_bounded() -> None:
+    from gencache._keys import RecentKeys
+
+    keys = RecentKeys(canonical=True)
+    chat = dumps([HumanMessage("hi", id="run-1")])
+    first = keys.key(chat, "llm", None)
+    assert first.digest == digest(canonical_prompt(chat), "llm", None)
+    assert keys.key(chat, "llm", None) is first  # remembered
+    assert keys.key(chat, "llm", "tenant").digest == digest(canonical_prompt(chat), "llm", "tenant")
+    assert RecentKeys(canonical=False).key(chat, "llm", None).digest == digest(chat, "llm", None)
+    for i in range(3_000):  # more than it keeps: it starts over, answers stay right
+        assert keys.key(f"p{i}", "llm", None).digest == digest(f"p{i}", "llm", None)
+    huge = "x" * 300_000  # over the size it keeps: computed each time, never kept
+    assert keys.key(huge, "llm", None).digest == digest(huge, "llm", None)
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        keys.key(["not", "a", "str"], "llm", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scope must be a str or None"):
+        keys.key("p", "llm", 3)  # type: ignore[arg-type]
