@@ -66,10 +66,12 @@ class InMemoryCache(MemoryReport, MemoryFlight):
     (counted as skipped): an empty hit would make every LangChain call raise.
 
     Costs: ``lookup`` and ``update`` are O(1) plus hashing the prompt (the llm_string is
-    compared, not hashed), reading the per-call options (one ``ContextVar.get``) and, on
-    a miss or a write, the canonical prompt; an entry with a per-call ``ttl`` costs
-    O(log n) to write. ``clear()`` is O(n), ``clear(scope=...)`` O(n). ``len()`` and
-    :meth:`stats` are O(1) plus the purge of expired entries. Entries with equal
+    compared, not hashed), reading the per-call options (one ``ContextVar.get``; a hit
+    skips it until a ``control()`` block was ever entered) and, on a miss or a write, the
+    canonical prompt; an entry with a per-call ``ttl`` costs O(log n) to write.
+    ``clear()`` is O(n), ``clear(scope=...)`` O(n). ``len()`` and :meth:`stats` are O(1)
+    plus the purge of expired entries and adding up the savings of the hits noted since
+    the last call (O(hits) dict updates, O(entries hit) costs). Entries with equal
     llm_strings share one copy. The first write with a per-call ``ttl`` into a FIFO cache
     built without ``ttl`` costs O(n) once (the cache switches to an order that can remove
     expired entries).
