@@ -217,3 +217,21 @@ def test_hits_never_wait_for_another_process_holding_the_write_lock(
         proc.communicate()
     assert cache.stats().hits == 600
     cache.close()
+
+
+def test_an_expired_row_is_a_miss_left_for_the_next_write(
+    path: Path, raw: sqlite3.Connection
+) -> None:
+    """The lookup does not delete it (so explain() in any process can name it); the next
+    write's purge does, and counts it as expired."""
+    clock = [1_000.0]
+    cache = SQLiteCache(path, ttl=10, timer=lambda: clock[0])
+    cache.update(P, L, gens("paris"))
+    clock[0] += 30
+    assert cache.lookup(P, L) is None
+    assert rows(raw) == [P.encode()]
+    assert cache.explain(P, L).differences == ("expired 20 s ago",)
+    cache.update(Q, L, gens("rome"))
+    assert rows(raw) == [Q.encode()]
+    assert cache.stats().expirations == 1
+    assert cache.explain(P, L).differences == ("expired 20 s ago",)  # remembered

@@ -518,3 +518,40 @@ async def test_decorated_async_generator_keeps_its_own_blocks_across_yields() ->
     assert produced == [view, paged, paged, view]
     assert consumer == [Options(read=False)] + [Options(write=False)] * 3
     assert current_options() is DEFAULT
+
+
+def test_the_first_control_block_of_a_process_is_honoured_by_memory_hits() -> None:
+    """A memory hit skips the options read until a control() block was ever entered
+    (gencache._control.IN_USE): in a fresh interpreter, hits before and after the first
+    block, and in another thread, see the options in force."""
+    import subprocess
+    import sys
+
+    script = """
+import threading
+from langchain_core.outputs import Generation
+from gencache import InMemoryCache, control
+from gencache._control import IN_USE
+cache = InMemoryCache()
+cache.update("p", "l", [Generation(text="x")])
+assert not IN_USE and cache.lookup("p", "l") is not None
+with control(read=False):
+    assert cache.lookup("p", "l") is None
+seen = []
+def other():
+    seen.append(cache.lookup("p", "l"))
+    with control(scope="t"):
+        seen.append(cache.lookup("p", "l"))
+thread = threading.Thread(target=other)
+thread.start(); thread.join()
+assert seen[0] is not None and seen[1] is None, seen
+assert cache.lookup("p", "l") is not None
+stats = cache.stats()
+assert (stats.hits, stats.bypassed, stats.misses) == (3, 1, 1), stats
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
