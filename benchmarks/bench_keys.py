@@ -17,7 +17,6 @@ lookups are sampled as the mean of batches of 500):
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from _harness import (
     fresh,
     generation,
     interleave,
+    paired,
     report,
     rounds,
     timed,
@@ -140,7 +140,7 @@ def bench_no_ai_message(
             "ns",
             samples,
             note="gencache's InMemoryCache (canonical keys on) against LangChain's; paired "
-            f"batches: median ratio {_paired(lookup, our_lookup, keys, 60 * rounds):.2f}",
+            f"batches: median ratio {_paired_hits(lookup, our_lookup, keys, 60 * rounds):.2f}",
         )
     return Row(
         f"{name} ({size} chars): canonical_prompt + LangChain's lookup hit",
@@ -150,26 +150,20 @@ def bench_no_ai_message(
     )
 
 
-def _paired(lookup: Any, ours: Any, keys: Sequence[str], batches: int) -> float:
-    """The median, over ``batches`` batches of 500 lookups, of gencache's time / LangChain's
-    on the same pairs timed back to back (in alternating order): machine drift between
-    rounds, which the interleaved medians still feel, cancels in each batch's ratio."""
-    ratios = []
-    for b in range(batches):
-        pairs = [(keys[(b * 500 + i) % len(keys)], LLM_STRING) for i in range(500)]
-        ours_first = b % 2 == 1
-        times: dict[bool, float] = {}
-        for mine in (ours_first, not ours_first):
-            fresh_pairs = [(fresh(p), fresh(s)) for p, s in pairs]
-            op = ours if mine else lookup
+def _paired_hits(lookup: Any, ours: Any, keys: Sequence[str], batches: int) -> float:
+    """Paired batches (see ``_harness.paired``) of 500 lookups of fresh equal strings."""
 
-            def loop(chunk: Sequence[tuple[str, str]] = fresh_pairs, op: Any = op) -> None:
-                for p, s in chunk:
-                    op(p, s)
+    def make(b: int) -> list[tuple[str, str]]:
+        return [(fresh(keys[(b * 500 + i) % len(keys)]), fresh(LLM_STRING)) for i in range(500)]
 
-            times[mine] = timed(loop)
-        ratios.append(times[True] / times[False])
-    return statistics.median(ratios)
+    def run(op: Any) -> Callable[[Sequence[tuple[str, str]]], None]:
+        def loop(chunk: Sequence[tuple[str, str]]) -> None:
+            for p, s in chunk:
+                op(p, s)
+
+        return loop
+
+    return paired(run(lookup), run(ours), make, batches)
 
 
 def bench_conversation(rounds: int, n: int) -> list[Row]:
