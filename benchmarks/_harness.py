@@ -134,7 +134,7 @@ def paired(
     Batch ``b`` is built twice by ``make(b)`` (fresh objects for each contender) and both
     run back to back, in alternating order: the machine's drift between rounds, which
     the interleaved medians still feel (+-25 % on a shared machine), cancels within each
-    batch's ratio (+-0.02 over a few hundred batches).
+    batch's ratio (runs an hour apart moved by +-0.03-0.05, over a few hundred batches).
     """
     ratios = []
     for b in range(batches):

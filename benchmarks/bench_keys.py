@@ -112,25 +112,27 @@ def bench_no_ai_message(
     lookup = cache.lookup
     our_lookup = ours.lookup
 
+    def plain(chunk: Sequence[tuple[str, str]]) -> None:
+        for p, s in chunk:
+            lookup(p, s)
+
+    def keyed(chunk: Sequence[tuple[str, str]]) -> None:
+        for p, s in chunk:
+            lookup(canonical_prompt(p), s)
+
+    def gencache(chunk: Sequence[tuple[str, str]]) -> None:
+        for p, s in chunk:
+            our_lookup(p, s)
+
     def runner(canonical: bool) -> Round:
         def run() -> list[float]:
             pairs = [(fresh(keys[i % len(keys)]), fresh(LLM_STRING)) for i in range(n)]
-
-            def plain(chunk: Sequence[tuple[str, str]]) -> None:
-                for p, s in chunk:
-                    lookup(p, s)
-
-            def keyed(chunk: Sequence[tuple[str, str]]) -> None:
-                for p, s in chunk:
-                    lookup(canonical_prompt(p), s)
-
-            def gencache(chunk: Sequence[tuple[str, str]]) -> None:
-                for p, s in chunk:
-                    our_lookup(p, s)
-
             return batched((keyed if alone else gencache) if canonical else plain, pairs, 500)
 
         return run
+
+    def batch(b: int) -> list[tuple[str, str]]:
+        return [(fresh(keys[(b * 500 + i) % len(keys)]), fresh(LLM_STRING)) for i in range(500)]
 
     samples = interleave({LC: runner(False), OURS: runner(True)}, rounds)
     size = len(keys[0])
@@ -140,7 +142,7 @@ def bench_no_ai_message(
             "ns",
             samples,
             note="gencache's InMemoryCache (canonical keys on) against LangChain's; paired "
-            f"batches: median ratio {_paired_hits(lookup, our_lookup, keys, 60 * rounds):.2f}",
+            f"batches: median ratio {paired(plain, gencache, batch, 60 * rounds):.2f}",
         )
     return Row(
         f"{name} ({size} chars): canonical_prompt + LangChain's lookup hit",
@@ -148,22 +150,6 @@ def bench_no_ai_message(
         samples,
         note="the key's cost on its own, for a prompt never canonicalised before",
     )
-
-
-def _paired_hits(lookup: Any, ours: Any, keys: Sequence[str], batches: int) -> float:
-    """Paired batches (see ``_harness.paired``) of 500 lookups of fresh equal strings."""
-
-    def make(b: int) -> list[tuple[str, str]]:
-        return [(fresh(keys[(b * 500 + i) % len(keys)]), fresh(LLM_STRING)) for i in range(500)]
-
-    def run(op: Any) -> Callable[[Sequence[tuple[str, str]]], None]:
-        def loop(chunk: Sequence[tuple[str, str]]) -> None:
-            for p, s in chunk:
-                op(p, s)
-
-        return loop
-
-    return paired(run(lookup), run(ours), make, batches)
 
 
 def bench_conversation(rounds: int, n: int) -> list[Row]:

@@ -59,41 +59,33 @@ def bench_lookup(rounds: int, n: int, hit: bool, *, settled: bool = False) -> Ro
         for k in keys:
             cache.update(k, LLM_STRING, value)
 
-    def runner(cache: Any) -> Round:
-        def run() -> list[float]:
-            base = keys if hit else [k + "?" for k in keys]
-            pairs = [(fresh(base[i % len(base)]), fresh(LLM_STRING)) for i in range(n)]
-            lookup = cache.lookup
-            settle = getattr(cache, "stats", None) if settled else None
-
-            def loop(chunk: Sequence[tuple[str, str]]) -> None:
-                for p, s in chunk:
-                    lookup(p, s)
-                if settle is not None:
-                    settle()
-
-            return batched(loop, pairs, BATCH)
-
-        return run
-
-    samples = interleave({name: runner(c) for name, c in caches.items()}, rounds)
     base = keys if hit else [k + "?" for k in keys]
 
-    def make(b: int) -> list[tuple[str, str]]:
-        return [(fresh(base[(b * BATCH + i) % len(base)]), fresh(LLM_STRING)) for i in range(BATCH)]
-
-    def looping(cache: Any, settle: bool) -> Callable[[Sequence[tuple[str, str]]], None]:
-        lookup, stats = cache.lookup, getattr(cache, "stats", None)
+    def looping(cache: Any) -> Callable[[Sequence[tuple[str, str]]], None]:
+        lookup = cache.lookup
+        settle = getattr(cache, "stats", None) if settled else None  # LangChain has none
 
         def loop(chunk: Sequence[tuple[str, str]]) -> None:
             for p, s in chunk:
                 lookup(p, s)
-            if settle and stats is not None:
-                stats()
+            if settle is not None:
+                settle()
 
         return loop
 
-    ratio = paired(looping(caches[LC], False), looping(caches[OURS], settled), make, 60 * rounds)
+    def runner(cache: Any) -> Round:
+        def run() -> list[float]:
+            pairs = [(fresh(base[i % len(base)]), fresh(LLM_STRING)) for i in range(n)]
+            return batched(looping(cache), pairs, BATCH)
+
+        return run
+
+    samples = interleave({name: runner(c) for name, c in caches.items()}, rounds)
+
+    def make(b: int) -> list[tuple[str, str]]:
+        return [(fresh(base[(b * BATCH + i) % len(base)]), fresh(LLM_STRING)) for i in range(BATCH)]
+
+    ratio = paired(looping(caches[LC]), looping(caches[OURS]), make, 60 * rounds)
     note = f"paired batches: median ratio {ratio:.2f}"
     if settled:
         name = "lookup hit, savings added up (gencache: stats() after each 500 hits)"
@@ -105,16 +97,17 @@ def bench_update(rounds: int, n: int) -> Row:
     value = generation(0)
     ps = [prompt(i) for i in range(n)]
 
+    def writing(cache: Any) -> Callable[[Sequence[tuple[str, str]]], None]:
+        def loop(chunk: Sequence[tuple[str, str]]) -> None:
+            for p, s in chunk:
+                cache.update(p, s, value)
+
+        return loop
+
     def runner(make: Factory) -> Round:
         def run() -> list[float]:
-            cache = make()
             pairs = [(fresh(p), fresh(LLM_STRING)) for p in ps]
-
-            def loop(chunk: Sequence[tuple[str, str]]) -> None:
-                for p, s in chunk:
-                    cache.update(p, s, value)
-
-            return batched(loop, pairs, BATCH)
+            return batched(writing(make()), pairs, BATCH)
 
         return run
 
@@ -123,13 +116,6 @@ def bench_update(rounds: int, n: int) -> Row:
 
     def make_batch(b: int) -> list[tuple[str, str]]:
         return [(f"{p} #{b}", fresh(LLM_STRING)) for p in ps[:BATCH]]
-
-    def writing(cache: Any) -> Callable[[Sequence[tuple[str, str]]], None]:
-        def loop(chunk: Sequence[tuple[str, str]]) -> None:
-            for p, s in chunk:
-                cache.update(p, s, value)
-
-        return loop
 
     ratio = paired(writing(growing[LC]), writing(growing[OURS]), make_batch, 40 * rounds)
     note = f"paired batches: median ratio {ratio:.2f}"

@@ -169,7 +169,7 @@ def explain_store(
         if opened.damage is not None and opened.meta.get("key") is None:
             return Explanation(False, "Miss: the stored entry is damaged.", (opened.damage,))
     elif (expired_at := expiries.expired(key.digest, now)) is not None:
-        return explain(key.prompt, key.llm_string, key.scope, (), now=now, expired_at=expired_at)
+        return _expired(now, expired_at)
     candidates = (
         Candidate(keyed(e.prompt), e.llm_string, e.scope, e.expires_at, e.created_at)
         for e in store.entries(expired=True)

@@ -206,8 +206,6 @@ class MemoryState(GenCache):
         self._bypassed = Counter()
         self._skipped = Counter()
         self._refused = Counter()
-        # Writes count one event each; evictions are derived in stats():
-        # evictions = inserted - size - expirations - cleared.
         # Slots removed by the policy. Inserts are not counted: they are derived (size +
         # evictions + expirations + clears), which saves a write an increment.
         self._evicted = 0

@@ -158,27 +158,25 @@ class Ledger:
         return worth
 
     def add_all(self, hits: Iterable[tuple[Cost, int]]) -> None:
-        """:meth:`add` for each ``(cost, calls)``, under one lock.
+        """:meth:`add` for each ``(cost, calls)``.
 
-        With a price table (linear in tokens) the hits are summed per model first and
-        priced once per model; genai-prices prices each cost. O(len(hits)).
+        With a price table (linear in tokens) the hits are summed per model first, then
+        priced once per model under one lock; genai-prices prices each cost. O(len(hits)).
         """
-        if self._genai is not None:
-            priced = [(cost, calls, self.price(cost)) for cost, calls in hits]
-            with self._lock:
-                for cost, calls, money in priced:
-                    worth = None if money is None else calls * money
-                    self._add(cost.model, [calls, *_scaled(cost, calls)], worth)
+        if self._genai is not None:  # not linear in tokens: each cost priced on its own
+            for cost, calls in hits:
+                self.add(cost, calls)
             return
         sums: dict[str, list[Any]] = {}
         for cost, calls in hits:
+            tin, tout, seconds = _scaled(cost, calls)
             total = sums.get(cost.model)
             if total is None:
                 sums[cost.model] = total = [0, 0, 0, 0.0]
             total[0] += calls
-            total[1] += calls * cost.input_tokens
-            total[2] += calls * cost.output_tokens
-            total[3] += calls * (cost.seconds or 0.0)
+            total[1] += tin
+            total[2] += tout
+            total[3] += seconds
         with self._lock:
             for model, total in sums.items():
                 price = self._table_price(model)
