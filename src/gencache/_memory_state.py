@@ -27,10 +27,12 @@ from gencache._flight import SingleFlight
 from gencache._index import (
     COST,
     GENERATIONS,
+    HIT,
     KEY,
     LLM_STRING,
     WRITTEN,
     Cells,
+    Generations,
     Key,
     Slot,
     find,
@@ -41,7 +43,7 @@ from gencache._index import (
 )
 from gencache._log import RateLimitedLog
 from gencache._policies import Order, Policy, check_maxsize, new_order
-from gencache._runs import RUN_STARTED, watch_runs
+from gencache._runs import RUN_STARTED, RUNS_SEEN, watch_runs
 from gencache._token import Token
 from gencache._ttl import Deadlines, Timer, check_seconds, check_timer, check_ttl, default_timer
 from gencache._usage import NOTED, usage_of
@@ -264,7 +266,9 @@ class MemoryState(GenCache):
                 self._order.touch(id(slot))
             next(self._hits)
             self._note_hit(slot)
-            value: list[Generation] = slot[GENERATIONS:]
+            value: list[Generation] | None = slot[HIT]
+            if value is None:  # its first hit since it was written: built once, here
+                value = slot[HIT] = Generations(slot[GENERATIONS:])
             written = slot[WRITTEN]
         finally:
             self._token.append(True)
@@ -298,6 +302,7 @@ class MemoryState(GenCache):
                     self._expirations += 1  # (and is written again below: no note)
                 else:
                     slot[GENERATIONS:] = value
+                    slot[HIT] = None
                     slot[WRITTEN] = now
                     slot[COST] = None
                     if self._reorders:
@@ -322,13 +327,13 @@ class MemoryState(GenCache):
         shared = self._last_llm_string
         if llm_string != shared:
             shared = self._share(llm_string)
-        slot = [key, shared, now, None] + value  # noqa: RUF005 - exact size
+        slot = [key, shared, now, None, None] + value  # noqa: RUF005 - exact size
         # One dict operation when the key has no cell (the removals above may have
         # changed it, so it is read afresh).
         if cells.setdefault(key, slot) is not slot:
             insert(cells, slot)
         queue.append(slot)
-        if (started := RUN_STARTED.get()) is not None:
+        if RUNS_SEEN and (started := RUN_STARTED.get()) is not None:
             self._time(slot, now, started)
         if NOTED:
             self._note_tokens(slot, value)

@@ -23,13 +23,14 @@ import time
 import weakref
 from collections.abc import Hashable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from langchain_core.callbacks import BaseCallbackHandler
 
 from gencache._usage import note_end, note_start
 
 __all__ = [
+    "RUNS_SEEN",
     "RUN_STARTED",
     "FailureListener",
     "listen_for_failures",
@@ -41,6 +42,20 @@ __all__ = [
 #: When the LLM run of this context started (monotonic), set by the watcher below: an
 #: update in the same run knows how long the provider took (lookup + call), for savings.
 RUN_STARTED: ContextVar[float | None] = ContextVar("gencache_run_started", default=None)
+
+RUNS_SEEN: Final[list[bool]] = []
+"""Empty until the watcher first sees an LLM run start in this process.
+
+While it is empty :data:`RUN_STARTED` is ``None`` in every context, so the in-memory
+write path tests it, ``RUNS_SEEN and RUN_STARTED.get()``, instead of reading the context
+variable: one global read, where the read cost a write ~30 ns (5 % of the write).
+"""
+
+
+def _started() -> None:
+    if not RUNS_SEEN:
+        RUNS_SEEN.append(True)
+    RUN_STARTED.set(time.monotonic())
 
 
 def provider_seconds() -> float | None:
@@ -82,14 +97,14 @@ class _RunWatcher(BaseCallbackHandler):
     raise_error = False
 
     def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
-        RUN_STARTED.set(time.monotonic())
+        _started()
         note_start(kwargs.get("run_id"), kwargs.get("batch_size"))
 
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
         note_end(response, kwargs.get("run_id"))
 
     def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
-        RUN_STARTED.set(time.monotonic())
+        _started()
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         owner = owner_of_this_call()

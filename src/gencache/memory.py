@@ -14,6 +14,7 @@ from gencache._control import DEFAULT, IN_USE, Options, current_options
 from gencache._index import (
     COST,
     GENERATIONS,
+    HIT,
     KEY,
     LLM_STRING,
     WRITTEN,
@@ -28,7 +29,7 @@ from gencache._memory_flight import MemoryFlight
 from gencache._memory_report import MemoryReport
 from gencache._memory_state import DRAIN_AT
 from gencache._policies import Policy
-from gencache._runs import RUN_STARTED
+from gencache._runs import RUN_STARTED, RUNS_SEEN
 from gencache._usage import NOTED
 
 __all__ = ["InMemoryCache"]
@@ -58,16 +59,18 @@ class InMemoryCache(MemoryReport, MemoryFlight):
     LangChain does. Entries written inside ``control(scope=...)`` are visible only to
     lookups in the same scope.
 
-    A hit returns a new ``list`` holding the cached ``Generation`` objects themselves:
-    changing the list never changes the cache, and the objects are shared, not copied,
-    because copying them would make every hit cost microseconds instead of nanoseconds.
-    Treat them as read-only (LangChain's chat path only replaces a cached message with
-    a zero-cost copy, which is idempotent). An empty answer (``[]``) is not stored
+    A hit returns the entry's own list, as LangChain's cache does, but read-only (a
+    ``list`` subclass: a method that would change it raises
+    ``TypeError``, so a hit can never change the cache; ``list(hit)`` is a copy to
+    change). The ``Generation`` objects are the cache's own, not copies, because copying
+    them would make every hit cost microseconds instead of nanoseconds. Treat them as
+    read-only (LangChain's chat path only replaces a cached message with a zero-cost
+    copy, which is idempotent). An empty answer (``[]``) is not stored
     (counted as skipped): an empty hit would make every LangChain call raise.
 
     Costs: ``lookup`` and ``update`` are O(1) plus hashing the prompt (the llm_string is
-    compared, not hashed), reading the per-call options (one ``ContextVar.get``; a hit
-    skips it until a ``control()`` block was ever entered) and, on a miss or a write, the
+    compared, not hashed), reading the per-call options (one ``ContextVar.get``, skipped
+    until a ``control()`` block was ever entered) and, on a miss or a write, the
     canonical prompt; an entry with a per-call ``ttl`` costs O(log n) to write.
     ``clear()`` is O(n), ``clear(scope=...)`` O(n). ``len()`` and :meth:`stats` are O(1)
     plus the purge of expired entries and adding up the savings of the hits noted since
@@ -121,7 +124,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
     # -- lookups ------------------------------------------------------------------------
 
     def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
-        """Return a new list of the generations cached for the pair, or ``None``.
+        """Return the generations cached for the pair (a read-only list), or ``None``.
 
         Inside ``control(read=False)`` no lookup is made (counted as bypassed); inside
         ``control(max_age=...)`` an entry written that long ago or longer is a miss (and
@@ -130,47 +133,51 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         Raises:
             TypeError: If ``prompt`` or ``llm_string`` is not a ``str``.
         """
-        opts = current_options() if IN_USE else DEFAULT  # see IN_USE: no call until used
-        if opts is DEFAULT:
-            get = self._get  # a call on an attribute read is cheaper than self._get()
-            try:
-                cell = get(prompt)
-            except TypeError:  # unhashable prompt
-                check_key(prompt, llm_string)
-                raise
-            if cell is not None:
-                # cell = [key, llm_string, written_at, cost, *generations]: the slice is the
-                # hit's new list. A bucket never matches here (see gencache._index).
-                if cell[LLM_STRING] == llm_string and self._lock_free_hits:
+        if IN_USE:  # some control() block was entered: this call's options may differ
+            opts = current_options()
+            if opts is not DEFAULT:
+                return self._lookup_slow(prompt, llm_string, opts, None)
+        try:
+            cell = self._get(prompt)
+        except TypeError:  # unhashable prompt
+            check_key(prompt, llm_string)
+            raise
+        if cell is not None:
+            # cell = [key, llm_string, written_at, cost, hit, *generations]: hit is the
+            # read-only list every hit returns, built by the first one (under the lock,
+            # below). A bucket never matches here (see gencache._index).
+            if cell[LLM_STRING] == llm_string and self._lock_free_hits:
+                hit: list[Generation] | None = cell[HIT]
+                if hit is not None:
                     next(self._hits)
                     self._note_hit(cell)
-                    return cell[GENERATIONS:]
-                # The prompt is a stored key, so it is canonical: canonical_prompt() is
-                # idempotent, and a stored key is always its output.
-                return self._lookup_slow(prompt, llm_string, opts, prompt)
-            if type(prompt) is str and type(llm_string) is str:
-                # Only a JSON list can be a chat prompt (see canonical_prompt). "[" and
-                # "\\" are adjacent code points, so '"[" <= prompt < "\\"' says "starts
-                # with [" in two compares of the first character: ~20 ns cheaper than
-                # prompt[:1] == "[", ~30 ns than startswith (memory update: 776 -> 721 ns).
-                chat = self._canonical and "[" <= prompt < "\\"
-                key = canonical_prompt(prompt) if chat else prompt
-                if key is prompt:
-                    if self._lock_free_misses:
-                        next(self._misses)  # nothing to expire or refresh: no lock needed
-                        return None
-                    # Single-flight: an uncontended miss claims the key's flight without
-                    # a lock (see gencache._flights); a claim taken already goes below.
-                    claim = self._claim
-                    if claim is not None and claim((key, llm_string), get_ident()):
-                        next(self._misses)
-                        return None
-                # absent: the prompt is its own key and had no cell, so nothing is stored
-                # for it (a read under the lock would find what this one just found),
-                # unless a claim failed above: the owner may have stored it since.
-                absent = key is prompt and self._flight is None
-                return self._lookup_slow(prompt, llm_string, opts, key, absent=absent)
-        return self._lookup_slow(prompt, llm_string, opts, None)
+                    return hit
+            # The prompt is a stored key, so it is canonical: canonical_prompt() is
+            # idempotent, and a stored key is always its output.
+            return self._lookup_slow(prompt, llm_string, DEFAULT, prompt)
+        if type(prompt) is str and type(llm_string) is str:
+            # Only a JSON list can be a chat prompt (see canonical_prompt). "[" and "\\"
+            # are adjacent code points, so '"[" <= prompt < "\\"' says "starts with [" in
+            # two compares of the first character: ~20 ns cheaper than prompt[:1] == "[",
+            # ~30 ns than startswith (memory update: 776 -> 721 ns).
+            chat = self._canonical and "[" <= prompt < "\\"
+            key = canonical_prompt(prompt) if chat else prompt
+            if key is prompt:
+                if self._lock_free_misses:
+                    next(self._misses)  # nothing to expire or refresh: no lock needed
+                    return None
+                # Single-flight: an uncontended miss claims the key's flight without a
+                # lock (see gencache._flights); a claim taken already goes below.
+                claim = self._claim
+                if claim is not None and claim((key, llm_string), get_ident()):
+                    next(self._misses)
+                    return None
+            # absent: the prompt is its own key and had no cell, so nothing is stored for
+            # it (a read under the lock would find what this one just found), unless a
+            # claim failed above: the owner may have stored it since.
+            absent = key is prompt and self._flight is None
+            return self._lookup_slow(prompt, llm_string, DEFAULT, key, absent=absent)
+        return self._lookup_slow(prompt, llm_string, DEFAULT, None)
 
     def _lookup_slow(
         self,
@@ -226,7 +233,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
         """
         if type(prompt) is not str or type(llm_string) is not str:
             check_key(prompt, llm_string)
-        opts = current_options()
+        opts = current_options() if IN_USE else DEFAULT  # see lookup()
         if type(return_val) is list and return_val:  # the common case, checked inline
             value: list[Generation] = return_val
             for item in return_val:
@@ -261,6 +268,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                 slot = cell if cell[LLM_STRING] == llm_string else find(cells, key, llm_string)
                 if slot is not None:
                     slot[GENERATIONS:] = value
+                    slot[HIT] = None
                     slot[WRITTEN] = now
                     slot[COST] = None
                     if self._reorders:
@@ -281,7 +289,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             if llm_string != shared:
                 shared = self._share(llm_string)
             # Concatenation allocates the exact size; [..., *value] over-allocates 40 bytes.
-            slot = [key, shared, now, None] + value  # noqa: RUF005
+            slot = [key, shared, now, None, None] + value  # noqa: RUF005
             # The eviction cannot add a cell, so "no cell" is still true; any other case
             # goes through insert(), which reads the cell afresh.
             if cell is None:
@@ -289,7 +297,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             else:
                 insert(cells, slot)
             queue.append(slot)
-            if (started := RUN_STARTED.get()) is not None:
+            if RUNS_SEEN and (started := RUN_STARTED.get()) is not None:
                 self._time(slot, now, started)
             if NOTED:
                 self._note_tokens(slot, value)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +29,7 @@ def test_miss_then_hit_returns_an_equal_list(make_cache: Factory) -> None:
     value = chat_gens("Paris") + gens("also Paris")
     cache.update(P, L, value)
     hit = cache.lookup(P, L)
-    assert type(hit) is list  # LangChain treats any other sequence as a miss
+    assert isinstance(hit, list)  # LangChain treats any other sequence as a miss
     assert hit == value
 
 
@@ -44,7 +46,26 @@ def test_mutating_a_hit_does_not_change_the_cache(make_cache: Factory) -> None:
     value.append(Generation(text="added to the caller's list"))
     hit = cache.lookup(P, L)
     assert hit is not None
-    hit.clear()
+    # In memory a hit is the entry's own read-only list; elsewhere a new list.
+    changes: list[Callable[[list[Generation]], object]] = [
+        lambda h: h.clear(),
+        lambda h: h.append(Generation(text="x")),
+        lambda h: h.__setitem__(0, Generation(text="x")),
+        lambda h: h.__delitem__(0),
+        lambda h: h.extend([Generation(text="x")]),
+        lambda h: h.pop(),
+        lambda h: h.sort(key=id),
+        lambda h: h.reverse(),
+        lambda h: h.__iadd__([Generation(text="x")]),
+    ]
+    for change in changes:
+        hit = cache.lookup(P, L)
+        assert hit is not None
+        with contextlib.suppress(TypeError):
+            change(hit)
+        assert cache.lookup(P, L) == gens("a", 2)
+    copied = list(hit)
+    copied.append(Generation(text="mine"))
     assert cache.lookup(P, L) == gens("a", 2)
 
 

@@ -555,3 +555,45 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_first_control_block_and_run_of_a_process_are_honoured_by_memory_writes() -> None:
+    """A memory write skips the options read until a control() block was ever entered
+    (IN_USE), and the run-start read until a LangChain run was ever seen
+    (gencache._runs.RUNS_SEEN): in a fresh interpreter, the first of each counts."""
+    import subprocess
+    import sys
+
+    script = """
+import time
+from langchain_core.language_models import FakeListChatModel
+from langchain_core.outputs import Generation
+from gencache import InMemoryCache, control
+from gencache._control import IN_USE
+from gencache._runs import RUNS_SEEN
+cache = InMemoryCache()
+cache.update("p", "l", [Generation(text="x")])
+assert not IN_USE and not RUNS_SEEN
+with control(write=False):
+    cache.update("q", "l", [Generation(text="y")])
+assert cache.lookup("q", "l") is None and cache.stats().skipped == 1
+with control(ttl=5):
+    cache.update("r", "l", [Generation(text="z")])
+assert cache.lookup("r", "l") is not None
+class Slow(FakeListChatModel):
+    def _call(self, *args, **kwargs):
+        time.sleep(0.05)
+        return super()._call(*args, **kwargs)
+model = Slow(responses=["a"], cache=cache)
+model.invoke("hi")
+assert RUNS_SEEN
+model.invoke("hi")
+saved = cache.stats().saved
+assert saved.calls == 2 and saved.seconds >= 0.05, saved  # "r" and the model's hit
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

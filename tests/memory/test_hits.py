@@ -1,0 +1,99 @@
+"""An in-memory hit is the entry's own list, read-only: shared by its hits, never changed."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+
+import pytest
+from langchain_core.caches import InMemoryCache as LangChainCache
+from langchain_core.language_models import FakeListChatModel, FakeListLLM
+from langchain_core.messages import HumanMessage
+from langchain_core.outputs import Generation
+
+from gencache import InMemoryCache, control
+from tests.helpers import gens
+
+P, L = "What is the capital of France?", "model='m' temperature=0"
+
+
+@pytest.mark.parametrize("policy", ["fifo", "lru"])
+@pytest.mark.parametrize("ttl", [None, 60.0])
+def test_hits_share_one_read_only_list(policy: str, ttl: float | None) -> None:
+    cache = InMemoryCache(policy=policy, ttl=ttl)
+    cache.update(P, L, gens("a", 2))
+    first, second = cache.lookup(P, L), cache.lookup(P, L)
+    assert first is second  # no copy per hit, on the lock-free path and under the lock
+    assert isinstance(first, list)
+    assert first == gens("a", 2)
+    with pytest.raises(TypeError, match=r"read-only .* list\(hit\)"):
+        first.append(Generation(text="x"))
+    with pytest.raises(TypeError):
+        first[0] = Generation(text="x")
+    assert cache.lookup(P, L) == gens("a", 2)
+    with control(max_age=60):  # the slow path returns the same list
+        assert cache.lookup(P, L) is first
+
+
+def test_a_rewrite_gives_new_hits_and_leaves_the_old_list_as_it_was() -> None:
+    cache = InMemoryCache()
+    cache.update(P, L, gens("old"))
+    old = cache.lookup(P, L)
+    cache.update(P, L, gens("new"))
+    assert old == gens("old")  # a reader holding a hit keeps a consistent answer
+    assert cache.lookup(P, L) == gens("new")
+    with control(ttl=30):  # the per-call ttl path (deadlines) too
+        cache.update(P, L, gens("newer"))
+    assert old == gens("old")
+    assert cache.lookup(P, L) == gens("newer")
+
+
+def test_copies_and_pickles_are_plain_lists() -> None:
+    cache = InMemoryCache()
+    cache.update(P, L, gens("a", 2))
+    hit = cache.lookup(P, L)
+    assert hit is not None
+    for other in (list(hit), copy.copy(hit), copy.deepcopy(hit), pickle.loads(pickle.dumps(hit))):
+        assert type(other) is list
+        assert other == hit
+        other.append(Generation(text="mine"))
+    assert hit + [Generation(text="x")] == [*gens("a", 2), Generation(text="x")]  # noqa: RUF005
+    assert cache.lookup(P, L) == gens("a", 2)
+
+
+def test_langchain_models_hit_the_read_only_list() -> None:
+    # Both of LangChain's cache paths (chat models and LLMs), twice each, with ours and
+    # LangChain's own cache: the same answers.
+    for cache in (InMemoryCache(), LangChainCache()):
+        chat = FakeListChatModel(responses=["Paris", "Rome"], cache=cache)
+        assert [chat.invoke([HumanMessage(P)]).content for _ in range(2)] == ["Paris"] * 2
+        llm = FakeListLLM(responses=["Paris", "Rome"], cache=cache)
+        assert [llm.invoke(P) for _ in range(2)] == ["Paris"] * 2
+        assert llm.generate([P, P]).generations[0][0].text == "Paris"
+
+
+def test_threads_hitting_one_entry_while_it_is_rewritten() -> None:
+    cache = InMemoryCache()
+    answers = [gens(f"v{i}") for i in range(50)]
+    cache.update(P, L, answers[0])
+    seen: list[list[Generation]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            hit = cache.lookup(P, L)
+            assert hit is not None
+            seen.append(list(hit))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    for answer in answers[1:]:
+        cache.update(P, L, answer)
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert seen
+    assert all(hit in answers for hit in seen)  # whole answers only, never a mix
+    assert cache.lookup(P, L) == answers[-1]
