@@ -450,6 +450,25 @@ TRICKS = [
     {"x": {"y": {}}, "usage_metadata": {"tool_calls": []}, "invalid_tool_calls": [{"a": "}}, "}]},
     {"s": 'a\\"b}', "t": "\\"},
     {"x": {"a": 1}, "tool_calls": [], "invalid_tool_calls": []},
+    # Both texts the commonest AIMessage layout is delimited by (the usage's start, the
+    # message's end), at their place in the metadata's own layout, once and twice.
+    {
+        "x": {"a": 1},
+        "type": "ai",
+        "usage_metadata": {"b": 2},
+        "tool_calls": [],
+        "invalid_tool_calls": [],
+    },
+    {
+        "x": {"type": "ai", "usage_metadata": {"tool_calls": [], "invalid_tool_calls": []}},
+        "y": {
+            "z": {},
+            "type": "ai",
+            "usage_metadata": {"b": {}},
+            "tool_calls": [],
+            "invalid_tool_calls": [],
+        },
+    },
 ]
 
 
