@@ -123,7 +123,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
 
     # -- lookups ------------------------------------------------------------------------
 
-    def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+    def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:  # noqa: PLR0912
         """Return the generations cached for the pair (a read-only list), or ``None``.
 
         Inside ``control(read=False)`` no lookup is made (counted as bypassed); inside
@@ -159,9 +159,16 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             # Only a JSON list can be a chat prompt (see canonical_prompt). "[" and "\\"
             # are adjacent code points, so '"[" <= prompt < "\\"' says "starts with [" in
             # two compares of the first character: ~20 ns cheaper than prompt[:1] == "[",
-            # ~30 ns than startswith (memory update: 776 -> 721 ns).
-            chat = self._canonical and "[" <= prompt < "\\"
-            key = canonical_prompt(prompt) if chat else prompt
+            # ~30 ns than startswith (memory update: 776 -> 721 ns). Any other prompt is
+            # its own key: tested first, a miss skips the rest (1.16 -> 1.04x in paired
+            # batches against LangChain's miss).
+            if "[" <= prompt < "\\":
+                key = canonical_prompt(prompt) if self._canonical else prompt
+            elif self._lock_free_misses:  # its own key, and nothing to expire or refresh
+                next(self._misses)
+                return None
+            else:
+                key = prompt
             if key is prompt:
                 if self._lock_free_misses:
                     next(self._misses)  # nothing to expire or refresh: no lock needed
@@ -250,8 +257,8 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             return
         if len(self._hit_log) > DRAIN_AT:  # keep the savings exact: drain in time
             self._drain()
-        chat = self._canonical and "[" <= prompt < "\\"  # starts with "[": see lookup()
-        key = canonical_prompt(prompt) if chat else prompt
+        # Starts with "[" (see lookup()), tested first: most prompts do not.
+        key = canonical_prompt(prompt) if "[" <= prompt < "\\" and self._canonical else prompt
         timer = self._timer  # see lookup(): cheaper than self._timer()
         now = timer()
         try:
