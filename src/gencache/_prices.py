@@ -168,15 +168,17 @@ class Ledger:
                 self.add(cost, calls)
             return
         sums: dict[str, list[Any]] = {}
-        for cost, calls in hits:
-            tin, tout, seconds = _scaled(cost, calls)
-            total = sums.get(cost.model)
+        # _scaled() written out: a call per entry hit cost the in-memory "savings added up"
+        # benchmark row 2.59 -> 2.25x of LangChain's lookup (paired; 500 entries per drain).
+        for (model, tin, tout, seconds), calls in hits:
+            total = sums.get(model)
             if total is None:
-                sums[cost.model] = total = [0, 0, 0, 0.0]
+                sums[model] = total = [0, 0, 0, 0.0]
             total[0] += calls
-            total[1] += tin
-            total[2] += tout
-            total[3] += seconds
+            total[1] += calls * tin
+            total[2] += calls * tout
+            if seconds is not None:
+                total[3] += calls * seconds
         with self._lock:
             for model, total in sums.items():
                 price = self._table_price(model)
