@@ -18,6 +18,7 @@ from gencache._index import (
     KEY,
     LLM_STRING,
     WRITTEN,
+    Generations,
     Key,
     find,
     insert,
@@ -144,14 +145,25 @@ class InMemoryCache(MemoryReport, MemoryFlight):
             raise
         if cell is not None:
             # cell = [key, llm_string, written_at, cost, hit, *generations]: hit is the
-            # read-only list every hit returns, built by the first one (under the lock,
-            # below). A bucket never matches here (see gencache._index).
+            # read-only list every hit returns, built by the first one under the lock
+            # (writers replace the generations and reset hit under it). A bucket never
+            # matches here (see gencache._index).
             if cell[LLM_STRING] == llm_string and self._lock_free_hits:
                 hit: list[Generation] | None = cell[HIT]
-                if hit is not None:
-                    next(self._hits)
-                    self._note_hit(cell)
-                    return hit
+                if hit is None:  # the first hit since the write: ~90 ns more, once
+                    try:
+                        self._token.pop()
+                    except IndexError:
+                        self._lock.wait()
+                    try:
+                        hit = cell[HIT]
+                        if hit is None:
+                            hit = cell[HIT] = Generations(cell[GENERATIONS:])
+                    finally:
+                        self._token.append(True)
+                next(self._hits)
+                self._note_hit(cell)
+                return hit
             # The prompt is a stored key, so it is canonical: canonical_prompt() is
             # idempotent, and a stored key is always its output.
             return self._lookup_slow(prompt, llm_string, DEFAULT, prompt)

@@ -97,3 +97,29 @@ def test_threads_hitting_one_entry_while_it_is_rewritten() -> None:
     assert seen
     assert all(hit in answers for hit in seen)  # whole answers only, never a mix
     assert cache.lookup(P, L) == answers[-1]
+
+
+def test_threads_churning_a_small_cache_only_see_whole_answers_of_their_key() -> None:
+    # Most hits here are the first of their entry, which builds the shared list under the
+    # lock while other threads evict and rewrite entries.
+    cache = InMemoryCache(maxsize=20)
+    wrong: list[tuple[int, list[Generation]]] = []
+
+    def work(seed: int) -> None:
+        for n in range(3_000):
+            i = (seed * 7 + n * 13) % 60
+            hit = cache.lookup(f"p{i}", L)
+            if hit is None:
+                cache.update(f"p{i}", L, gens(f"{i}-{n % 3}"))
+            elif hit not in (gens(f"{i}-0"), gens(f"{i}-1"), gens(f"{i}-2")):
+                wrong.append((i, list(hit)))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
+    stats = cache.stats()
+    assert stats.hits + stats.misses == 12_000
+    assert stats.size == 20
