@@ -82,6 +82,7 @@ def _model(llm_string: str, generations: Sequence[Generation]) -> str:
 # so that a plain Generation's cost does not run the regular expressions each time (1.1 us).
 # Thread-safe as dict reads and writes are; a race only recomputes.
 _NAMED: dict[str, str] = {}
+_new_tuple = tuple.__new__
 _NAMED_MAX = 256
 
 
@@ -122,7 +123,9 @@ def cost_of(
     that reported them in ``llm_output`` only.
     """
     tin, tout = _tokens(generations) if tokens is None else tokens
-    return Cost(_model(llm_string, generations), tin, tout, seconds)
+    # tuple.__new__ builds the same Cost as Cost(...), whose generated __new__ is Python:
+    # 240 -> 120 ns, of ~1 us per entry hit.
+    return _new_tuple(Cost, (_model(llm_string, generations), tin, tout, seconds))
 
 
 class Pending:
