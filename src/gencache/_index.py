@@ -13,13 +13,13 @@ prompt. ``SCOPED`` is a private object: a tuple passed as a prompt by mistake ca
 a scoped key, even on a hit path that does not check types.
 
 A slot is a list ``[key, llm_string, written_at, cost, hit, *generations]``: one list
-because creating one costs ~30 ns against ~120 ns for an instance of a class.
-``hit`` is the read-only :class:`Generations` that every hit of the entry returns as it
-is, or ``None`` until its first hit builds it, under the cache's lock (and after each
-rewrite): returning the cache's own list instead of a new one saves a hit ~40 ns (15 % of
-LangChain's own lookup), and building it at the first hit rather than at the write saves
-every write ~55 ns, and the memory of a list for entries never hit. A lock-free hit reads
-``hit`` once: the old answer or ``None`` (then the locked path), never a mix.
+because creating one costs ~30 ns against ~120 ns for an instance of a class. ``hit`` is
+the read-only :class:`gencache._generations.Generations` that every hit of the entry
+returns as it is, or ``None`` until its first hit builds it under the cache's lock (and
+after each rewrite): returning the cache's own list instead of a new one saves a hit
+~40 ns (15 % of LangChain's own lookup), and building it at the first hit rather than at
+the write saves every write ~55 ns, and the memory of a list for entries never hit. A
+lock-free hit reads ``hit`` once: the old answer or ``None`` (then the lock), never a mix.
 ``written_at`` (the cache's clock at the last write) serves ``max_age`` and is the
 deadline base of the cache's ttl. ``cost`` is what the call that produced the entry cost
 (a :class:`gencache._accounting.Cost`), read from the generations the first time a hit
@@ -35,10 +35,7 @@ Not thread-safe: the owning cache serialises writes with its lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Union
-
-if TYPE_CHECKING:
-    from langchain_core.outputs import Generation
+from typing import Any, Final, Union
 
 __all__ = [
     "BUCKET",
@@ -50,7 +47,6 @@ __all__ = [
     "SCOPED",
     "WRITTEN",
     "Cells",
-    "Generations",
     "Key",
     "Slot",
     "find",
@@ -72,55 +68,6 @@ _SLOTS = 2  # where a bucket keeps its dict
 BUCKET: Final = object()
 #: The last item of every scoped key.
 SCOPED: Final = object()
-
-
-class Generations(list["Generation"]):
-    """The generations of a cached entry: a ``list`` that refuses to be changed.
-
-    An in-memory hit returns the entry's own ``Generations``, shared by every hit of the
-    entry, instead of a new list (LangChain's own cache returns its stored list too, and
-    a change to it changes the cache). Any method that would change the list raises
-    ``TypeError``: copy it first (``list(hit)``). ``copy.copy``, ``copy.deepcopy`` and
-    ``pickle`` give a plain ``list``. The ``Generation`` objects inside are the cache's
-    own, as with LangChain.
-
-    Thread-safe: it never changes after it is built (O(n) for n generations).
-    """
-
-    __slots__ = ()
-
-    def __reduce__(self) -> tuple[type[list[Generation]], tuple[list[Generation]]]:
-        return (list, (list(self),))
-
-    def __reduce_ex__(
-        self, protocol: Any
-    ) -> tuple[type[list[Generation]], tuple[list[Generation]]]:
-        return self.__reduce__()
-
-
-def _read_only(self: Generations, *args: object, **kwargs: object) -> NoReturn:
-    raise TypeError(
-        "a cache hit is read-only (it is the cache's own list): copy it first, list(hit)"
-    )
-
-
-# Set after the class so that each keeps list's signature for type checkers.
-for _name in (
-    "__delitem__",
-    "__iadd__",
-    "__imul__",
-    "__setitem__",
-    "append",
-    "clear",
-    "extend",
-    "insert",
-    "pop",
-    "remove",
-    "reverse",
-    "sort",
-):
-    setattr(Generations, _name, _read_only)
-del _name
 
 
 def scoped(scope: str | None, prompt: str) -> Key:

@@ -24,6 +24,7 @@ from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, Options
 from gencache._expiries import Expiries
 from gencache._flight import SingleFlight
+from gencache._generations import Generations
 from gencache._index import (
     COST,
     GENERATIONS,
@@ -32,7 +33,6 @@ from gencache._index import (
     LLM_STRING,
     WRITTEN,
     Cells,
-    Generations,
     Key,
     Slot,
     find,

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from langchain_core.outputs import Generation
 
-__all__ = ["Entry", "FrontLayer", "Key", "Record", "Store", "stored_times"]
+__all__ = ["Entry", "FrontHit", "FrontLayer", "Key", "Record", "Store", "stored_times"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +133,21 @@ class Store(Protocol):
         """Async :meth:`clear`."""
 
 
+class FrontHit(NamedTuple):
+    """An entry as a front layer keeps it: what a hit of it needs without the store.
+
+    Attributes:
+        generations: The decoded generations (a layer keeps a read-only copy, and its
+            hits return that copy itself).
+        meta: The stored document's meta (its ``cost`` is what each hit saves).
+        created: When the entry was written (wall clock), or ``None`` if unknown.
+    """
+
+    generations: list[Generation]
+    meta: Mapping[str, Any]
+    created: float | None
+
+
 class FrontLayer(Protocol):
     """An in-process layer of decoded hits in front of a store (e.g. Redis's near cache).
 
@@ -141,8 +156,8 @@ class FrontLayer(Protocol):
     another process that lands during the read is never hidden.
     """
 
-    def get(self, digest: str) -> list[Generation] | None:
-        """Return the cached generations (not a copy), or ``None``."""
+    def get(self, digest: str) -> FrontHit | None:
+        """Return the kept entry (its generations not a copy), or ``None``."""
 
     def reserve(self, digest: str) -> object:
         """Start a fill of ``digest``; return a token for :meth:`fill`."""
@@ -151,10 +166,10 @@ class FrontLayer(Protocol):
         self,
         digest: str,
         token: object,
-        value: list[Generation] | None,
+        hit: FrontHit | None,
         expires_at: float | None,
     ) -> None:
-        """Keep ``value`` for ``digest`` if the reservation ``token`` still holds."""
+        """Keep ``hit`` for ``digest`` if the reservation ``token`` still holds."""
 
     def invalidate(self, digests: list[str] | None) -> None:
         """Forget the given digests, or everything if ``None``."""

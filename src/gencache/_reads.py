@@ -15,7 +15,7 @@ from gencache._accounting import Accountant
 from gencache._control import Options
 from gencache._document import open_record
 from gencache._log import RateLimitedLog
-from gencache._protocol import Key, Record, Store
+from gencache._protocol import FrontHit, Key, Record, Store
 from gencache._ttl import Timer
 
 __all__ = ["Reads"]
@@ -38,25 +38,33 @@ class Reads:
 
     def open(
         self, key: Key, record: Record | None, opts: Options
-    ) -> tuple[list[Generation] | None, float | None, bool]:
-        """Decode a read; return ``(value, expires_at, must_delete)``.
+    ) -> tuple[list[Generation] | None, float | None, bool, FrontHit | None]:
+        """Decode a read; return ``(value, expires_at, must_delete, for_front)``.
 
         Counts no hit or miss; a hit's saving goes to the accountant, which may rewrite it
-        (``zero_usage_on_hit``, ``mark_hits``).
+        (``zero_usage_on_hit``, ``mark_hits``). ``for_front`` is the entry as read, before
+        any rewrite, for a front layer to keep (``None`` for a miss).
         """
         if record is None:
-            return None, None, False
+            return None, None, False, None
         now = self._timer()
         opened = open_record(key, record, now, opts.max_age)
         if opened.damage is not None:  # deleted: serving it could answer another prompt
             self._log.warning(
                 "damaged", "gencache: dropping %s entry %s", opened.damage, key.digest[:16]
             )
-            return None, None, True
+            return None, None, True, None
         if opened.value is None:  # expired (the store removes it) or too old for this call
-            return None, None, False
+            return None, None, False, None
         age = None if opened.created is None else now - opened.created
-        return self._acct.hit(key.digest, opened.value, opened.meta, age), opened.expires, False
+        fresh = FrontHit(opened.value, opened.meta, opened.created)
+        value = self._acct.hit(key.digest, opened.value, opened.meta, age)
+        return value, opened.expires, False, fresh
+
+    def front_hit(self, key: Key, hit: FrontHit) -> list[Generation]:
+        """A hit a front layer answered: its saving counted, rewritten as a read would be."""
+        age = None if hit.created is None else self._timer() - hit.created
+        return self._acct.hit(key.digest, hit.generations, hit.meta, age)
 
     def drop(self, key: Key, record: Record | None) -> None:
         """Delete a damaged entry if it is still ``record``; never raises."""

@@ -48,7 +48,7 @@ from gencache._explain import Explanation, explain_store
 from gencache._flight import Leases, SingleFlight
 from gencache._keys import RecentKeys, canonical_prompt
 from gencache._log import RateLimitedLog
-from gencache._protocol import Entry, FrontLayer, Key, Store
+from gencache._protocol import Entry, FrontHit, FrontLayer, Key, Store
 from gencache._reads import Reads
 from gencache._runs import owner_of_this_call, watch_runs
 from gencache._savings import SavingsStore
@@ -184,7 +184,9 @@ class StoreCache(GenCache):
             return None, None
         if opts.max_age is None and (hit := front.get(key.digest)) is not None:
             next(self._hits)
-            return hit.copy(), None
+            # Its saving counted and its rewrite made as for a read; without a rewrite,
+            # the layer's read-only copy itself (no copy per hit).
+            return self._reads.front_hit(key, hit), None
         return None, front.reserve(key.digest)
 
     def lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -218,10 +220,10 @@ class StoreCache(GenCache):
             self._failed(exc, "lookup")  # raises when strict: not a miss, an error
             next(self._misses)
             return None
-        value, expires, bad = self._reads.open(key, record, opts)
+        value, expires, bad, fresh = self._reads.open(key, record, opts)
         if bad:
             self._reads.drop(key, record)
-        self._fill(key, token, value, expires)
+        self._fill(key, token, fresh, expires)
         if value is not None or not opts.write:
             return self._counted(value)
         self._acct.pending.note(owner, key.digest)
@@ -253,10 +255,10 @@ class StoreCache(GenCache):
             self._failed(exc, "lookup")  # raises when strict: not a miss, an error
             next(self._misses)
             return None
-        value, expires, bad = self._reads.open(key, record, opts)
+        value, expires, bad, fresh = self._reads.open(key, record, opts)
         if bad:
             await self._reads.adrop(key, record)
-        self._fill(key, token, value, expires)
+        self._fill(key, token, fresh, expires)
         if value is not None or not opts.write:
             return self._counted(value)
         self._acct.pending.note(owner, key.digest)
@@ -275,11 +277,9 @@ class StoreCache(GenCache):
 
         return read
 
-    def _fill(
-        self, key: Key, token: object, value: list[Generation] | None, expires: float | None
-    ) -> None:
+    def _fill(self, key: Key, token: object, hit: FrontHit | None, expires: float | None) -> None:
         if self._front is not None:
-            self._front.fill(key.digest, token, value, expires)
+            self._front.fill(key.digest, token, hit, expires)
 
     def stored_savings(self) -> dict[str, Savings]:
         """What hits saved per model, for every process that used this store.

@@ -11,6 +11,7 @@ from langchain_core.outputs import Generation
 from gencache._cache import GENERATION_TYPES, check_generations, check_scope
 from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, IN_USE, Options, current_options
+from gencache._generations import Generations
 from gencache._index import (
     COST,
     GENERATIONS,
@@ -18,7 +19,6 @@ from gencache._index import (
     KEY,
     LLM_STRING,
     WRITTEN,
-    Generations,
     Key,
     find,
     insert,

@@ -113,7 +113,7 @@ class Workload:
         with self._lock:
             known = version in self._announced[key]
         expected = value(key, version if isinstance(version, int) else -1)
-        if not known or type(hit) is not list or hit != expected:  # a hit is a new list
+        if not known or not isinstance(hit, list) or hit != expected:  # as LangChain checks
             self.wrong.append(f"key {key}: {str(hit)[:200]}")
             return "wrong-hit"
         return "hit"

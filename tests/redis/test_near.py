@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+from langchain_core.outputs import ChatGeneration
 from redis.client import Redis
 
 from gencache.redis import RedisCache
 from tests.backends.redis import RedisServer
-from tests.helpers import gens
+from tests.helpers import chat_gens, gens
 from tests.redis.conftest import MakeCache
 
 P, L = "prompt", "llm"
@@ -49,9 +51,34 @@ def test_repeated_hits_do_not_reach_redis(make: MakeCache, raw: Redis) -> None:
     for _ in range(100):
         hit = cache.lookup(P, L)
         assert hit == gens("v1")
-        hit.clear()  # a caller's change to the list never reaches the cache
+        with pytest.raises(TypeError):  # the near cache's own read-only list: never changed
+            hit.clear()
     assert gets(raw) == before
-    assert cache.stats().hits == hits + 100
+    stats = cache.stats()
+    assert stats.hits == hits + 100
+    assert stats.saved.calls == hits + 100  # each local hit saved a call, as a read does
+
+
+def test_local_hits_are_rewritten_as_reads_are(make: MakeCache, raw: Redis) -> None:
+    cache = make(near_cache=True, mark_hits=True)
+    cache.update(P, L, chat_gens("v1"))
+    eventually(lambda: served_locally(cache, raw))
+    before = gets(raw)
+    marks = []
+    for _ in range(3):
+        hit = cache.lookup(P, L)
+        assert hit is not None
+        assert isinstance(hit[0], ChatGeneration)
+        assert hit[0].message.content == "v1"
+        marks.append(hit[0].message.response_metadata["gencache"])
+        hit.append(gens("x")[0])  # a rewritten hit is a new list, the caller's own
+        time.sleep(0.05)
+    assert gets(raw) == before
+    assert all(mark["hit"] and mark["backend"] == "RedisCache" for mark in marks)
+    assert marks[0]["age_s"] < marks[-1]["age_s"]  # each hit's own age, not the first's
+    again = cache.lookup(P, L)
+    assert again is not None
+    assert len(again) == 1
 
 
 def test_own_update_and_clear_are_seen_at_once(make: MakeCache, raw: Redis) -> None:

@@ -27,10 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.exceptions as rexc
-from langchain_core.outputs import Generation
 from redis.client import PubSub, Redis
 
+from gencache._generations import Generations
 from gencache._log import RateLimitedLog
+from gencache._protocol import FrontHit
 
 __all__ = ["NearCache"]
 
@@ -72,7 +73,7 @@ class NearCache:
     ) -> None:
         self.maxsize = maxsize
         self._client, self._prefix, self._timeout, self._scrub = client, prefix, timeout, scrub
-        self._data: OrderedDict[str, tuple[list[Generation], float]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[FrontHit, float]] = OrderedDict()
         self._pending: dict[str, object] = {}  # digest -> token of a lookup in flight
         self._live = self._restart = False
         self._closed = threading.Event()
@@ -93,7 +94,7 @@ class NearCache:
     def close(self) -> None:
         self._closed.set()
 
-    def get(self, digest: str) -> list[Generation] | None:
+    def get(self, digest: str) -> FrontHit | None:
         with self._lock:
             item = self._data.get(digest)
             if item is None:
@@ -118,10 +119,11 @@ class NearCache:
         self,
         digest: str,
         token: object,
-        value: list[Generation] | None,
+        hit: FrontHit | None,
         expires_at: float | None,
     ) -> None:
-        """End a reservation, keeping ``value`` if no invalidation came since it began."""
+        """End a reservation, keeping ``hit`` if no invalidation came since it began (its
+        generations as a read-only copy, which every later hit returns as it is)."""
         if token is None:
             return
         expires = math.inf if expires_at is None else expires_at
@@ -129,9 +131,9 @@ class NearCache:
             if self._pending.get(digest) is not token:
                 return
             del self._pending[digest]
-            if value is None or expires <= time.time():
+            if hit is None or expires <= time.time():
                 return
-            self._data[digest] = (value.copy(), expires)
+            self._data[digest] = (hit._replace(generations=Generations(hit.generations)), expires)
             self._data.move_to_end(digest)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
