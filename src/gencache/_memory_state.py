@@ -236,7 +236,7 @@ class MemoryState(GenCache):
         """The index key of ``prompt`` in ``scope``."""
         return scoped(scope, canonical_prompt(prompt) if self._canonical else prompt)
 
-    def _find(
+    def _find(  # noqa: PLR0912 - one frame under the lock
         self, key: Key, llm_string: str, opts: Options, *, count_miss: bool
     ) -> list[Generation] | None:
         """The lookup under the lock: expiry, max_age, recency, counting."""
@@ -267,8 +267,10 @@ class MemoryState(GenCache):
             next(self._hits)
             self._note_hit(slot)
             value: list[Generation] | None = slot[HIT]
-            if value is None:  # its first hit since it was written: built once, here
-                value = slot[HIT] = Generations(slot[GENERATIONS:])
+            if value is None:  # its first hit since it was written (see lookup)
+                value = Generations(slot[GENERATIONS:])
+                if self._lock_free_hits:  # kept only where hits take no lock
+                    slot[HIT] = value
             written = slot[WRITTEN]
         finally:
             self._token.append(True)
@@ -363,6 +365,8 @@ class MemoryState(GenCache):
         self._queue = self._order.queue
         self._deadlines = deadlines
         self._lock_free_hits = False
+        for slot in self._order:  # hits take the lock from now on: none may skip it
+            slot[HIT] = None
         return deadlines
 
     def _share(self, llm_string: str) -> str:

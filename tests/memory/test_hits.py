@@ -24,7 +24,10 @@ def test_hits_share_one_read_only_list(policy: str, ttl: float | None) -> None:
     cache = InMemoryCache(policy=policy, ttl=ttl)
     cache.update(P, L, gens("a", 2))
     first, second = cache.lookup(P, L), cache.lookup(P, L)
-    assert first is second  # no copy per hit, on the lock-free path and under the lock
+    # Where hits take no lock (FIFO, no ttl) they share one list; where they take it, each
+    # gets its own read-only list (a kept one would let a hit skip the lock).
+    shared = policy == "fifo" and ttl is None
+    assert (first is second) is shared
     assert isinstance(first, list)
     assert first == gens("a", 2)
     with pytest.raises(TypeError, match=r"read-only .* list\(hit\)"):
@@ -32,8 +35,31 @@ def test_hits_share_one_read_only_list(policy: str, ttl: float | None) -> None:
     with pytest.raises(TypeError):
         first[0] = Generation(text="x")
     assert cache.lookup(P, L) == gens("a", 2)
-    with control(max_age=60):  # the slow path returns the same list
-        assert cache.lookup(P, L) is first
+    with control(max_age=60):  # the locked path returns the same list where it is kept
+        assert (cache.lookup(P, L) is first) is shared
+
+
+def test_the_first_per_call_ttl_makes_every_hit_take_the_lock() -> None:
+    # A FIFO cache built without ttl switches to expiring entries at its first write with a
+    # per-call ttl: from then on no hit may skip the lock, so no kept list may remain.
+    clock_now = [0.0]
+    cache = InMemoryCache(timer=lambda: clock_now[0])
+    cache.update(P, L, gens("old"))
+    cache.update("q", L, gens("q"))
+    kept = cache.lookup(P, L)
+    assert cache.lookup(P, L) is kept  # kept: hits take no lock yet
+    assert cache.lookup("q", L) is cache.lookup("q", L)
+    with control(ttl=5):
+        cache.update("other", L, gens("brief"))
+        cache.update(P, L, gens("brief too"))
+    assert cache.lookup(P, L) == gens("brief too")
+    assert cache.lookup("q", L) is not cache.lookup("q", L)  # "q" too takes the lock now
+    assert cache.lookup("q", L) == gens("q")
+    clock_now[0] = 5.0
+    assert cache.lookup(P, L) is None  # expired: the hit took the lock and saw it
+    assert cache.lookup("other", L) is None
+    cache.update(P, L, gens("again"))
+    assert cache.lookup(P, L) is not cache.lookup(P, L)  # no kept list any more
 
 
 def test_a_rewrite_gives_new_hits_and_leaves_the_old_list_as_it_was() -> None:
