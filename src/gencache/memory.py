@@ -63,8 +63,9 @@ class InMemoryCache(MemoryReport, MemoryFlight):
     A hit returns a read-only list (a ``list`` subclass: a method that would change it
     raises ``TypeError``, so a hit can never change the cache; ``list(hit)`` is a copy to
     change): where hits take no lock, the entry's own, shared by its hits as LangChain's
-    cache shares its stored list; elsewhere one per hit. The ``Generation`` objects are the cache's own, not copies, because copying
-    them would make every hit cost microseconds instead of nanoseconds. Treat them as
+    cache shares its stored list; elsewhere one per hit. The ``Generation`` objects are
+    the cache's own, not copies, because copying them would make every hit cost
+    microseconds instead of nanoseconds. Treat them as
     read-only (LangChain's chat path only replaces a cached message with a zero-cost
     copy, which is idempotent). An empty answer (``[]``) is not stored
     (counted as skipped): an empty hit would make every LangChain call raise.
