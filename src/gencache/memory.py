@@ -65,10 +65,10 @@ class InMemoryCache(MemoryReport, MemoryFlight):
     change): where hits take no lock, the entry's own, shared by its hits as LangChain's
     cache shares its stored list; elsewhere one per hit. The ``Generation`` objects are
     the cache's own, not copies, because copying them would make every hit cost
-    microseconds instead of nanoseconds. Treat them as
-    read-only (LangChain's chat path only replaces a cached message with a zero-cost
-    copy, which is idempotent). An empty answer (``[]``) is not stored
-    (counted as skipped): an empty hit would make every LangChain call raise.
+    microseconds instead of nanoseconds. Treat them as read-only (LangChain's chat path
+    only replaces a cached message with a zero-cost copy, which is idempotent). An empty
+    answer (``[]``) is not stored (counted as skipped): an empty hit would make every
+    LangChain call raise.
 
     Costs: ``lookup`` and ``update`` are O(1) plus hashing the prompt (the llm_string is
     compared, not hashed), reading the per-call options (one ``ContextVar.get``, skipped
