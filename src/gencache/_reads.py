@@ -63,7 +63,8 @@ class Reads:
 
     def front_hit(self, key: Key, hit: FrontHit) -> list[Generation]:
         """A hit a front layer answered: its saving counted, rewritten as a read would be."""
-        age = None if hit.created is None else self._timer() - hit.created
+        marked = self._acct.marks and hit.created is not None
+        age = self._timer() - hit.created if marked and hit.created is not None else None
         return self._acct.hit(key.digest, hit.generations, hit.meta, age)
 
     def drop(self, key: Key, record: Record | None) -> None:
