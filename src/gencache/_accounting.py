@@ -252,7 +252,11 @@ class Accountant:
             tally = self._tally
             tally.append((digest, raw))
             if len(tally) >= _TALLY_MAX:
-                self.flush()
+                # Counted now; written to the store when its book's batch is due (a
+                # write per 256 hits cost a near-cache hit 0.6 us: a round trip each).
+                self._settle()
+                if self._book is not None:
+                    self._book.flush_if_due()
             elif self._book is not None:
                 now = time.monotonic()
                 if self._due is None:

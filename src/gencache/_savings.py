@@ -23,7 +23,10 @@ __all__ = ["SavingsBook", "SavingsStore"]
 
 _log = logging.getLogger(__name__)
 
-_MAX_PENDING, _DELAY = 256, 1.0
+# A batch is written once it holds this many hits, or after _DELAY seconds: one store
+# write per second at most for any hit rate below ~16,000 a second. The pending batch
+# holds one counter per model and per entry hit, so it stays small.
+_MAX_PENDING, _DELAY = 16_384, 1.0
 
 
 class SavingsStore(Protocol):
@@ -71,6 +74,15 @@ class SavingsBook:
             for digest, calls in hits.items():
                 self._hits[digest] = self._hits.get(digest, 0) + calls
                 self._pending += calls
+
+    def flush_if_due(self) -> None:
+        """:meth:`flush` if the batch is full or its delay has passed. O(1) otherwise."""
+        with self._lock:
+            due = self._pending >= _MAX_PENDING or (
+                self._pending > 0 and time.monotonic() >= self._due
+            )
+        if due:
+            self.flush()
 
     def flush(self) -> None:
         """Write what is pending (a failure is logged, and the batch dropped)."""
