@@ -282,7 +282,6 @@ def _parse(p: str, pos: int, edits: Edits, regions: Regions | None, chunks: bool
 
 
 def _run(p: str, pos: int, edits: Edits, regions: Regions | None) -> int:  # noqa: PLR0912
-    # (One frame on purpose: a call per message cost more than the branches' reading.)
     """Parse the messages from ``pos`` for as long as they are in a usual layout.
 
     Returns where the first message in another layout starts (for _parse to read it),
@@ -291,7 +290,8 @@ def _run(p: str, pos: int, edits: Edits, regions: Regions | None) -> int:  # noq
     verdicts), in about half its steps: its class by its first letter and one
     comparison instead of a regular expression, no call for a plain message or for an
     AIMessage in its commonest layout, and the end of each message checked together
-    with the next one's head. A 20-turn conversation's cold key: 92 -> 57 us.
+    with the next one's head. A 20-turn conversation's cold key: 92 -> 57 us. One frame
+    on purpose: a call per message cost more than its branches.
     """
     last = len(p) - 1
     if not p.startswith(_HEAD, pos):
@@ -321,8 +321,8 @@ def _run(p: str, pos: int, edits: Edits, regions: Regions | None) -> int:  # noq
                 # The commonest layout of all: metadata, type, usage, no tool calls. The
                 # message's end first, then the usage back from it (short, where the
                 # metadata before it is long: 600 -> 460 ns). A search may stop inside a
-                # string of the metadata: one_object_each then finds that a region is not one
-                # object, and the prompt is decoded.
+                # string of the metadata: one_object_each then finds that a region is
+                # not one object, and the prompt is decoded.
                 metadata = after + _AI_METADATA_LEN - 1
                 rest = p.find(_AI_REST, metadata, metadata + 2 * _WINDOW)
                 typed = p.rfind(_AI_TYPED_USAGE, metadata, rest) if rest >= 0 else -1
