@@ -236,7 +236,7 @@ class MemoryState(GenCache):
         """The index key of ``prompt`` in ``scope``."""
         return scoped(scope, canonical_prompt(prompt) if self._canonical else prompt)
 
-    def _find(  # noqa: PLR0912 - one frame under the lock
+    def _find(
         self, key: Key, llm_string: str, opts: Options, *, count_miss: bool
     ) -> list[Generation] | None:
         """The lookup under the lock: expiry, max_age, recency, counting."""
@@ -266,11 +266,7 @@ class MemoryState(GenCache):
                 self._order.touch(id(slot))
             next(self._hits)
             self._note_hit(slot)
-            value: list[Generation] | None = slot[HIT]
-            if value is None:  # its first hit since it was written (see lookup)
-                value = Generations(slot[GENERATIONS:])
-                if self._lock_free_hits:  # kept only where hits take no lock
-                    slot[HIT] = value
+            value = self._hit_list(slot)
             written = slot[WRITTEN]
         finally:
             self._token.append(True)
@@ -279,6 +275,19 @@ class MemoryState(GenCache):
         return value
 
     # -- helpers; the caller holds the lock ---------------------------------------------
+
+    def _hit_list(self, slot: Slot) -> list[Generation]:
+        """The read-only list a hit of ``slot`` returns; holds the lock.
+
+        Built at the first hit since the write, and kept in the slot only where hits take
+        no lock (see gencache._index): a kept list is returned by lock-free hits as it is.
+        """
+        value: list[Generation] | None = slot[HIT]
+        if value is None:
+            value = Generations(slot[GENERATIONS:])
+            if self._lock_free_hits:
+                slot[HIT] = value
+        return value
 
     def _put(  # noqa: PLR0912 - written out in one frame, as update()
         self, key: Key, llm_string: str, value: list[Generation], now: float, ttl: float | None

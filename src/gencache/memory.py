@@ -11,7 +11,6 @@ from langchain_core.outputs import Generation
 from gencache._cache import GENERATION_TYPES, check_generations, check_scope
 from gencache._chat_prompt import canonical_prompt
 from gencache._control import DEFAULT, IN_USE, Options, current_options
-from gencache._generations import Generations
 from gencache._index import (
     COST,
     GENERATIONS,
@@ -160,9 +159,7 @@ class InMemoryCache(MemoryReport, MemoryFlight):
                     except IndexError:
                         self._lock.wait()
                     try:
-                        hit = cell[HIT]
-                        if hit is None:
-                            hit = cell[HIT] = Generations(cell[GENERATIONS:])
+                        hit = self._hit_list(cell)
                     finally:
                         self._token.append(True)
                 next(self._hits)
