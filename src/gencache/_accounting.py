@@ -82,8 +82,8 @@ def _model(llm_string: str, generations: Sequence[Generation]) -> str:
 # so that a plain Generation's cost does not run the regular expressions each time (1.1 us).
 # Thread-safe as dict reads and writes are; a race only recomputes.
 _NAMED: dict[str, str] = {}
-_new_tuple = tuple.__new__
 _NAMED_MAX = 256
+_new_tuple = tuple.__new__  # see cost_of()
 
 
 def model_named(llm_string: str) -> str:

@@ -115,14 +115,22 @@ def explain(
     found: list[str] = []
     found.extend(describe_differences(prompt, llm_string, nearest.prompt, nearest.llm_string))
     if nearest.scope != scope:
-        where = "no scope" if nearest.scope is None else f"scope {nearest.scope!r}"
-        found.append(f"stored in {where}, looked up in {_scope_name(scope)}")
+        found.append(_scopes(nearest.scope, scope))
     return Explanation(False, "Miss: no entry for this request; the nearest differs.", tuple(found))
 
 
+def _scopes(stored: str | None, asked: str | None) -> str:
+    return f"stored in {_scope_name(stored)}, looked up in {_scope_name(asked)}"
+
+
+def _expired_ago(now: float, expired_at: float) -> str:
+    return f"expired {_seconds(now - expired_at)} ago"
+
+
 def _expired(now: float, expired_at: float) -> Explanation:
-    ago = f"expired {_seconds(now - expired_at)} ago"
-    return Explanation(False, "Miss: the entry for this request expired.", (ago,))
+    return Explanation(
+        False, "Miss: the entry for this request expired.", (_expired_ago(now, expired_at),)
+    )
 
 
 def _same_request(
@@ -131,12 +139,11 @@ def _same_request(
     """Why the very request that is stored (maybe in another scope) does not answer."""
     found: list[str] = []
     if stored.scope != scope:
-        where = "no scope" if stored.scope is None else f"scope {stored.scope!r}"
-        found.append(f"stored in {where}, looked up in " + _scope_name(scope))
+        found.append(_scopes(stored.scope, scope))
     if stored.expires_at is not None and stored.expires_at <= now:
         if not found:  # still stored (SQLite, until a purge): said as when it is gone
             return _expired(now, stored.expires_at)
-        found.append(f"expired {_seconds(now - stored.expires_at)} ago")
+        found.append(_expired_ago(now, stored.expires_at))
     if max_age is not None and stored.created_at is not None and now - stored.created_at >= max_age:
         age = _seconds(now - stored.created_at)
         found.append(f"written {age} ago, older than max_age={max_age:g} s")

@@ -63,8 +63,9 @@ class Reads:
 
     def front_hit(self, key: Key, hit: FrontHit) -> list[Generation]:
         """A hit a front layer answered: its saving counted, rewritten as a read would be."""
-        marked = self._acct.marks and hit.created is not None
-        age = self._timer() - hit.created if marked and hit.created is not None else None
+        age = None  # only a marked hit says its age: no clock read otherwise
+        if self._acct.marks and hit.created is not None:
+            age = self._timer() - hit.created
         return self._acct.hit(key.digest, hit.generations, hit.meta, age)
 
     def drop(self, key: Key, record: Record | None) -> None:

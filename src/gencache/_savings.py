@@ -60,7 +60,7 @@ class SavingsBook:
             self._by_model[model] = self._by_model.get(model, Savings()) + saved
             self._hits[digest] = self._hits.get(digest, 0) + 1
             self._pending += 1
-            due = self._pending >= _MAX_PENDING or now >= self._due
+            due = self._is_due(now)
         if due:
             self.flush()
 
@@ -78,11 +78,13 @@ class SavingsBook:
     def flush_if_due(self) -> None:
         """:meth:`flush` if the batch is full or its delay has passed. O(1) otherwise."""
         with self._lock:
-            due = self._pending >= _MAX_PENDING or (
-                self._pending > 0 and time.monotonic() >= self._due
-            )
+            due = self._is_due(time.monotonic())
         if due:
             self.flush()
+
+    def _is_due(self, now: float) -> bool:
+        """Whether the pending batch is to be written now; the caller holds the lock."""
+        return self._pending >= _MAX_PENDING or (self._pending > 0 and now >= self._due)
 
     def flush(self) -> None:
         """Write what is pending (a failure is logged, and the batch dropped)."""

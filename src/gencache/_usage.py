@@ -26,9 +26,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.outputs import ChatGeneration, Generation
+
+from gencache._prices import is_count
 
 __all__ = [
     "NOTED",
@@ -62,9 +64,7 @@ _open = _OpenBatch()
 def _count(value: object) -> int:
     if type(value) is int:  # the usual case, in one test (bool is not int's type)
         return value if value >= 0 else 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return 0
-    return value
+    return cast("int", value) if is_count(value) else 0
 
 
 def usage_counts(usage: Mapping[str, Any]) -> tuple[int, int]:
