@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
@@ -520,13 +522,20 @@ async def test_decorated_async_generator_keeps_its_own_blocks_across_yields() ->
     assert current_options() is DEFAULT
 
 
+def _runs_fresh(script: str) -> None:
+    """Run ``script`` in a fresh interpreter (no control() entered, no run seen yet): it
+    must exit 0 and print "ok"."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 def test_the_first_control_block_of_a_process_is_honoured_by_memory_hits() -> None:
     """A memory hit skips the options read until a control() block was ever entered
     (gencache._control.IN_USE): in a fresh interpreter, hits before and after the first
     block, and in another thread, see the options in force."""
-    import subprocess
-    import sys
-
     script = """
 import threading
 from langchain_core.outputs import Generation
@@ -550,20 +559,13 @@ stats = cache.stats()
 assert (stats.hits, stats.bypassed, stats.misses) == (3, 1, 1), stats
 print("ok")
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    _runs_fresh(script)
 
 
 def test_the_first_control_block_and_run_of_a_process_are_honoured_by_memory_writes() -> None:
     """A memory write skips the options read until a control() block was ever entered
     (IN_USE), and the run-start read until a LangChain run was ever seen
     (gencache._runs.RUNS_SEEN): in a fresh interpreter, the first of each counts."""
-    import subprocess
-    import sys
-
     script = """
 import time
 from langchain_core.language_models import FakeListChatModel
@@ -592,8 +594,4 @@ saved = cache.stats().saved
 assert saved.calls == 2 and saved.seconds >= 0.05, saved  # "r" and the model's hit
 print("ok")
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    _runs_fresh(script)
