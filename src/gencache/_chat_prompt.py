@@ -148,7 +148,7 @@ def canonical_prompt(prompt: str) -> str:
     and for human and system messages with no quote in their content; otherwise
     O(len(prompt)) (a 20-turn, 25 KB conversation: 4.3-4.4 % of a cache-hit ``invoke``),
     O(size of the new messages) for the next turn of a conversation canonicalised recently
-    (1.3-1.5 %), and one memory comparison for a prompt canonicalised recently (a lookup
+    (1.2-1.5 %), and one memory comparison for a prompt canonicalised recently (a lookup
     followed by its update).
     """
     if prompt.startswith(_HUMAN):
